@@ -1,0 +1,127 @@
+"""Domain values shared by the engine, storage and API: plain, immutable, no AWS."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+
+class RunStatus(str, Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def active(self) -> bool:
+        return self in (RunStatus.PENDING, RunStatus.RUNNING)
+
+
+ACTIVE_STATUSES = (RunStatus.PENDING.value, RunStatus.RUNNING.value)
+ENDED_STATUSES = (RunStatus.COMPLETED.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value)
+
+
+class Source(str, Enum):
+    AUTOMATIC = "automatic"
+    MANUAL = "manual"
+
+
+class Outcome(str, Enum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class Step:
+    step_number: int
+    action_type: str
+    delay_seconds: int
+    message: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "step_number": self.step_number,
+            "action_type": self.action_type,
+            "delay_seconds": self.delay_seconds,
+            "message": self.message,
+            "data": dict(self.data),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "Step":
+        return cls(
+            step_number=int(raw["step_number"]),
+            action_type=str(raw["action_type"]),
+            delay_seconds=int(raw.get("delay_seconds", 0)),
+            message=str(raw.get("message") or ""),
+            data=dict(raw.get("data") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """One immutable version of a pipeline: what a run executes."""
+
+    team_id: str
+    pipeline_id: str
+    version: int
+    name: str
+    model_type: str
+    steps: tuple[Step, ...]  # ascending step_number
+
+    def step(self, step_number: int) -> Step | None:
+        return next((s for s in self.steps if s.step_number == step_number), None)
+
+    def first_step(self) -> Step | None:
+        return self.steps[0] if self.steps else None
+
+    def step_after(self, step_number: int) -> Step | None:
+        return next((s for s in self.steps if s.step_number > step_number), None)
+
+
+@dataclass(frozen=True)
+class ContactView:
+    """What actions and templates may see of a contact."""
+
+    team_id: str
+    contact_id: str
+    email: str
+    first_name: str | None = None
+    last_name: str | None = None
+    timezone: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    unsubscribed: bool = False
+
+    def template_context(self) -> dict[str, Any]:
+        return {
+            "id": self.contact_id,
+            "email": self.email,
+            "first_name": self.first_name or "",
+            "last_name": self.last_name or "",
+            "timezone": self.timezone or "",
+            "attributes": dict(self.attributes),
+        }
+
+
+@dataclass(frozen=True)
+class ClaimedRun:
+    """A run this invocation holds the lease on, as read back from the claim write."""
+
+    owner: str
+    run_id: str
+    team_id: str
+    pipeline_id: str
+    pipeline_version: int
+    pipelineable_type: str
+    pipelineable_id: str
+    step_number: int
+    scheduled_at: datetime
+    attempts: int
+    revision: int
+    lease_owner: str
+    # True when the previous holder's lease expired mid-step: its outcome is unknown.
+    reclaimed: bool

@@ -1,0 +1,160 @@
+"""The step engine: decides, never does.
+
+Pure functions from (run state, pipeline version, outcome, time) to the next state.
+Enrollment, the processor, the local stack and the tests share these rules, and they
+are tested with no emulator at all.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from dripline.domain import Outcome, PipelineSpec, RunStatus
+from dripline.settings import DeliveryPolicy
+
+DELIVERY_UNKNOWN = "delivery_unknown"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Where a run stands: its status and, while active, the step it waits for."""
+
+    status: RunStatus
+    next_step_number: int | None
+    next_step_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    outcome: Outcome
+    detail: dict[str, Any] | None = None
+    error: str | None = None
+    # Only for FAILED: a transient failure (throttling, timeout, 5xx) worth another try.
+    retryable: bool = False
+
+    @classmethod
+    def succeeded(cls, **detail: Any) -> "ActionResult":
+        return cls(Outcome.SUCCEEDED, detail=detail or None)
+
+    @classmethod
+    def skipped(cls, reason: str, **detail: Any) -> "ActionResult":
+        return cls(Outcome.SKIPPED, detail=detail or None, error=reason)
+
+    @classmethod
+    def failed(cls, error: str, *, retryable: bool, **detail: Any) -> "ActionResult":
+        return cls(Outcome.FAILED, detail=detail or None, error=error, retryable=retryable)
+
+
+@dataclass(frozen=True)
+class HistoryRecord:
+    step_number: int
+    action_type: str
+    outcome: Outcome
+    scheduled_at: datetime
+    executed_at: datetime
+    attempt: int
+    detail: dict[str, Any] | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to write after a step attempt."""
+
+    schedule: Schedule
+    attempts: int  # failed attempts of the step now scheduled (0 after an advance)
+    history: HistoryRecord | None  # None while a step is only being retried
+    last_error: str | None
+    retried: bool = False
+
+
+def enroll(pipeline: PipelineSpec, enrolled_at: datetime) -> Schedule:
+    """A new run: pending on the first step, due at enrollment time + that step's delay."""
+    first = pipeline.first_step()
+    if first is None:
+        return Schedule(RunStatus.COMPLETED, None, None)
+    return Schedule(RunStatus.PENDING, first.step_number, enrolled_at + timedelta(seconds=first.delay_seconds))
+
+
+def backoff_seconds(failed_attempts: int, base_seconds: int, max_seconds: int) -> int:
+    """Exponential: base, 2*base, 4*base ... capped at max_seconds."""
+    if failed_attempts < 1:
+        return 0
+    return min(max_seconds, base_seconds * 2 ** (failed_attempts - 1))
+
+
+def after_step(
+    pipeline: PipelineSpec,
+    step_number: int,
+    result: ActionResult,
+    *,
+    scheduled_at: datetime,
+    executed_at: datetime,
+    failed_attempts_before: int,
+    max_attempts: int,
+    retry_base_seconds: int,
+    retry_max_seconds: int,
+) -> Decision:
+    """The run's next state once an attempt at `step_number` returned `result`.
+
+    Succeeded or skipped: advance to the next step (due at execution time + its delay)
+    or complete. Failed and retryable with attempts left: same step again after an
+    exponential backoff. Otherwise: failed for good.
+    """
+    step = pipeline.step(step_number)
+    action_type = step.action_type if step else "unknown"
+    attempt = failed_attempts_before + 1
+
+    def record(outcome: Outcome) -> HistoryRecord:
+        return HistoryRecord(
+            step_number=step_number,
+            action_type=action_type,
+            outcome=outcome,
+            scheduled_at=scheduled_at,
+            executed_at=executed_at,
+            attempt=attempt,
+            detail=result.detail,
+            error=result.error,
+        )
+
+    if result.outcome is Outcome.FAILED:
+        if result.retryable and attempt < max_attempts:
+            retry_at = executed_at + timedelta(seconds=backoff_seconds(attempt, retry_base_seconds, retry_max_seconds))
+            return Decision(
+                schedule=Schedule(RunStatus.PENDING, step_number, retry_at),
+                attempts=attempt,
+                history=None,
+                last_error=result.error,
+                retried=True,
+            )
+        return Decision(
+            schedule=Schedule(RunStatus.FAILED, None, None),
+            attempts=attempt,
+            history=record(Outcome.FAILED),
+            last_error=result.error,
+        )
+
+    following = pipeline.step_after(step_number)
+    if following is None:
+        schedule = Schedule(RunStatus.COMPLETED, None, None)
+    else:
+        schedule = Schedule(
+            RunStatus.PENDING,
+            following.step_number,
+            executed_at + timedelta(seconds=following.delay_seconds),
+        )
+    return Decision(schedule=schedule, attempts=0, history=record(result.outcome), last_error=None)
+
+
+def outcome_of_reclaimed_step(action_idempotent: bool, policy: DeliveryPolicy) -> ActionResult | None:
+    """A run whose lease expired mid-step is claimed again: may its step run again?
+
+    Idempotent actions (create_task writes a deterministic id) simply run again. For a
+    non-idempotent one (email) the provider may already have accepted it; under the
+    default at-most-once policy the step is recorded `skipped` / `delivery_unknown` and
+    not repeated. Returns the result to record, or None to execute the step.
+    """
+    if action_idempotent or policy is DeliveryPolicy.AT_LEAST_ONCE:
+        return None
+    return ActionResult.skipped(DELIVERY_UNKNOWN)

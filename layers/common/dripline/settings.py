@@ -1,0 +1,90 @@
+"""One typed view of the environment, read once per cold start and handed down.
+
+Nothing in the package reads os.environ except Settings.from_env, so tests build a
+Settings directly and no module does work at import time.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+
+class DeliveryPolicy(str, Enum):
+    """What to do with a non-idempotent step (email) whose outcome is unknown.
+
+    The window: SES accepted the message, then the process died before the run was
+    updated. A later tick finds the run with an expired lease and cannot know whether
+    the email went out.
+    """
+
+    AT_MOST_ONCE = "at_most_once"  # record `skipped` / `delivery_unknown`; never resend
+    AT_LEAST_ONCE = "at_least_once"  # send again; a contact may get it twice
+
+
+@dataclass(frozen=True)
+class Settings:
+    contacts_table: str = "dripline-contacts"
+    pipelines_table: str = "dripline-pipelines"
+    runs_table: str = "dripline-runs"
+    tasks_table: str = "dripline-tasks"
+    region: str = "us-east-1"
+    # Overrides the DynamoDB endpoint (the local stack's emulator); None in AWS.
+    dynamodb_endpoint: str | None = None
+
+    email_from: str = "Dripline <no-reply@example.com>"
+    ses_configuration_set: str = "dripline"
+    # Base URL of the API, used for unsubscribe links in emails.
+    public_api_url: str = "http://127.0.0.1:3000"
+    unsubscribe_secret: str = "local-unsubscribe-secret"
+
+    # The due index is write-sharded over this many partitions (due#0 .. due#N-1).
+    due_shards: int = 8
+    max_attempts: int = 5
+    retry_base_seconds: int = 60
+    retry_max_seconds: int = 3600
+    # A claimed run is `running` for at most this long before another tick may reclaim it.
+    lease_seconds: int = 300
+    # Stop claiming new runs when the invocation has less than this left.
+    claim_margin_seconds: int = 15
+    processor_workers: int = 16
+    delivery_policy: DeliveryPolicy = DeliveryPolicy.AT_MOST_ONCE
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        defaults = cls()
+
+        def text(name: str, default: str) -> str:
+            return env.get(name) or default
+
+        def number(name: str, default: int) -> int:
+            raw = env.get(name)
+            if raw in (None, ""):
+                return default
+            value = int(raw)
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
+            return value
+
+        return cls(
+            contacts_table=text("CONTACTS_TABLE", defaults.contacts_table),
+            pipelines_table=text("PIPELINES_TABLE", defaults.pipelines_table),
+            runs_table=text("RUNS_TABLE", defaults.runs_table),
+            tasks_table=text("TASKS_TABLE", defaults.tasks_table),
+            region=text("AWS_REGION", text("AWS_DEFAULT_REGION", defaults.region)),
+            dynamodb_endpoint=env.get("DYNAMODB_ENDPOINT") or env.get("AWS_ENDPOINT_URL") or None,
+            email_from=text("EMAIL_FROM", defaults.email_from),
+            ses_configuration_set=text("SES_CONFIGURATION_SET", defaults.ses_configuration_set),
+            public_api_url=text("PUBLIC_API_URL", defaults.public_api_url).rstrip("/"),
+            unsubscribe_secret=text("UNSUBSCRIBE_SECRET", defaults.unsubscribe_secret),
+            due_shards=max(1, number("DUE_SHARDS", defaults.due_shards)),
+            max_attempts=max(1, number("MAX_ATTEMPTS", defaults.max_attempts)),
+            retry_base_seconds=number("RETRY_BASE_SECONDS", defaults.retry_base_seconds),
+            retry_max_seconds=number("RETRY_MAX_SECONDS", defaults.retry_max_seconds),
+            lease_seconds=max(1, number("LEASE_SECONDS", defaults.lease_seconds)),
+            claim_margin_seconds=number("CLAIM_MARGIN_SECONDS", defaults.claim_margin_seconds),
+            processor_workers=max(1, number("PROCESSOR_WORKERS", defaults.processor_workers)),
+            delivery_policy=DeliveryPolicy(text("DELIVERY_POLICY", defaults.delivery_policy.value)),
+        )

@@ -1,0 +1,73 @@
+"""Create every resource the functions need, from infra/template.yaml, in the emulator.
+
+Used by the local stack and by the tests, so neither can drift from what is deployed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+
+from dripline.settings import Settings
+from dripline_local.template import resources_of_type
+
+# Logical id in the template -> Settings field holding the physical name.
+TABLE_SETTINGS = {
+    "ContactsTable": "contacts_table",
+    "PipelinesTable": "pipelines_table",
+    "RunsTable": "runs_table",
+    "TasksTable": "tasks_table",
+}
+
+
+@dataclass(frozen=True)
+class LocalResources:
+    settings: Settings
+    contacts_stream_arn: str
+    failure_queue_url: str
+
+
+def table_create_args(logical_id: str, name: str) -> dict[str, Any]:
+    """CreateTable arguments from a template table's properties."""
+    props = resources_of_type("AWS::DynamoDB::Table")[logical_id]["Properties"]
+    args: dict[str, Any] = {
+        "TableName": name,
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "KeySchema": props["KeySchema"],
+        "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+    }
+    if "GlobalSecondaryIndexes" in props:
+        args["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    if "StreamSpecification" in props:
+        args["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
+    return args
+
+
+def create_resources(settings: Settings, *, endpoint_url: str | None = None) -> LocalResources:
+    """Create the tables, the enrollment failure queue and the SES identity/config set."""
+    session = boto3.session.Session(region_name=settings.region)
+    dynamodb = session.client("dynamodb", endpoint_url=endpoint_url)
+    stream_arn = ""
+    tables = resources_of_type("AWS::DynamoDB::Table")
+    for logical_id in tables:
+        name = getattr(settings, TABLE_SETTINGS[logical_id])
+        description = dynamodb.create_table(**table_create_args(logical_id, name))["TableDescription"]
+        if logical_id == "ContactsTable":
+            stream_arn = description["LatestStreamArn"]
+
+    sqs = session.client("sqs", endpoint_url=endpoint_url)
+    (queue_id,) = resources_of_type("AWS::SQS::Queue")
+    queue_url = sqs.create_queue(QueueName=f"dripline-{queue_id}")["QueueUrl"]
+
+    ses = session.client("sesv2", endpoint_url=endpoint_url)
+    ses.create_email_identity(EmailIdentity=_address(settings.email_from))
+    ses.create_configuration_set(ConfigurationSetName=settings.ses_configuration_set)
+    return LocalResources(settings=settings, contacts_stream_arn=stream_arn, failure_queue_url=queue_url)
+
+
+def _address(from_header: str) -> str:
+    """'Name <a@b>' -> 'a@b'."""
+    if "<" in from_header:
+        return from_header.split("<", 1)[1].rstrip(">").strip()
+    return from_header.strip()
