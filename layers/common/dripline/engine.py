@@ -32,6 +32,8 @@ class ActionResult:
     error: str | None = None
     # Only for FAILED: a transient failure (throttling, timeout, 5xx) worth another try.
     retryable: bool = False
+    # The run cannot go on (its contact is gone): record this step and cancel the run.
+    cancel_run: bool = False
 
     @classmethod
     def succeeded(cls, **detail: Any) -> "ActionResult":
@@ -40,6 +42,10 @@ class ActionResult:
     @classmethod
     def skipped(cls, reason: str, **detail: Any) -> "ActionResult":
         return cls(Outcome.SKIPPED, detail=detail or None, error=reason)
+
+    @classmethod
+    def stop(cls, reason: str) -> "ActionResult":
+        return cls(Outcome.SKIPPED, error=reason, cancel_run=True)
 
     @classmethod
     def failed(cls, error: str, *, retryable: bool, **detail: Any) -> "ActionResult":
@@ -85,7 +91,7 @@ def backoff_seconds(failed_attempts: int, base_seconds: int, max_seconds: int) -
 
 
 def after_step(
-    pipeline: PipelineSpec,
+    pipeline: PipelineSpec | None,
     step_number: int,
     result: ActionResult,
     *,
@@ -99,10 +105,11 @@ def after_step(
     """The run's next state once an attempt at `step_number` returned `result`.
 
     Succeeded or skipped: advance to the next step (due at execution time + its delay)
-    or complete. Failed and retryable with attempts left: same step again after an
-    exponential backoff. Otherwise: failed for good.
+    or complete (or cancel, when the result says the run cannot go on). Failed and retryable with attempts left: same step again after an
+    exponential backoff. Otherwise: failed for good. `pipeline` is None when the run's
+    version cannot be read (the run can then only fail).
     """
-    step = pipeline.step(step_number)
+    step = pipeline.step(step_number) if pipeline else None
     action_type = step.action_type if step else "unknown"
     attempt = failed_attempts_before + 1
 
@@ -135,8 +142,10 @@ def after_step(
             last_error=result.error,
         )
 
-    following = pipeline.step_after(step_number)
-    if following is None:
+    following = pipeline.step_after(step_number) if pipeline else None
+    if result.cancel_run:
+        schedule = Schedule(RunStatus.CANCELLED, None, None)
+    elif following is None:
         schedule = Schedule(RunStatus.COMPLETED, None, None)
     else:
         schedule = Schedule(

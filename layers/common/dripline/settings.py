@@ -50,6 +50,8 @@ class Settings:
     claim_margin_seconds: int = 15
     processor_workers: int = 16
     delivery_policy: DeliveryPolicy = DeliveryPolicy.AT_MOST_ONCE
+    # Comma-separated modules that register custom actions (see dripline.actions).
+    action_modules: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -87,4 +89,5 @@ class Settings:
             claim_margin_seconds=number("CLAIM_MARGIN_SECONDS", defaults.claim_margin_seconds),
             processor_workers=max(1, number("PROCESSOR_WORKERS", defaults.processor_workers)),
             delivery_policy=DeliveryPolicy(text("DELIVERY_POLICY", defaults.delivery_policy.value)),
+            action_modules=text("ACTION_MODULES", defaults.action_modules),
         )

@@ -25,8 +25,15 @@ def find_contact(team_id: str, contact_id: str) -> Contact | None:
 
 
 def contact_from_stream_image(image: dict[str, Any]) -> Contact:
-    """A stream record's NewImage/OldImage (DynamoDB JSON) as a Contact."""
-    return Contact.from_dynamodb_dict(image)
+    """A stream record's NewImage/OldImage (DynamoDB JSON) as a Contact.
+
+    Raises ValueError for an image that is not a contact (a poison record).
+    """
+    contact = Contact.from_raw_data(image)
+    for name in ("team_id", "contact_id", "email", "created_at", "updated_at"):
+        if not getattr(contact, name, None):
+            raise ValueError(f"contact image without {name}")
+    return contact
 
 
 def view(contact: Contact) -> ContactView:

@@ -25,6 +25,8 @@ class _Meta:
     region = "us-east-1"
     host = None
     max_retry_attempts = 3
+    # The processor runs steps on a thread pool that shares one client.
+    max_pool_connections = 32
 
 
 # --- contacts -------------------------------------------------------------------------

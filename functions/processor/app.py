@@ -1,0 +1,20 @@
+"""EventBridge rate(1 minute) -> one processor tick."""
+from functools import lru_cache
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from dripline import runtime
+from dripline.observability import logger, metrics
+from dripline.processor import Processor
+
+
+@lru_cache(maxsize=1)
+def _processor() -> Processor:
+    # Built on first use, not at import: the AWS clients it holds live across ticks.
+    return Processor(runtime.settings())
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return _processor().tick(remaining_ms=context.get_remaining_time_in_millis).as_dict()

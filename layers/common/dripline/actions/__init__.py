@@ -1,0 +1,81 @@
+"""Step actions behind a small registry: the extension point for custom actions.
+
+An action is an object with a `name`, an `idempotent` flag and two methods:
+
+    validate(step)   raise ValidationFailed for a step that can never run (API time)
+    execute(ctx)     do the work and return an ActionResult; raise ActionError (or let
+                     a botocore error escape) for failures, the processor classifies them
+
+A custom action is registered with `register(MyAction())` from a module named in the
+ACTION_MODULES environment variable (comma-separated), imported at cold start by
+`load_custom_actions`. `idempotent = True` promises that executing the same
+(run, step) twice has the effect of once; only then may a reclaimed step run again
+under the at-most-once delivery policy.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from dripline.domain import ClaimedRun, ContactView, PipelineSpec, Step
+from dripline.engine import ActionResult
+from dripline.settings import Settings
+
+
+class ActionError(Exception):
+    """A failure an action understands; `retryable` says whether to try again later."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class ActionContext:
+    run: ClaimedRun
+    pipeline: PipelineSpec
+    step: Step
+    contact: ContactView
+    settings: Settings
+    now: datetime
+    clients: Any  # dripline.processor.Clients: lazily created AWS clients
+
+
+class Action(Protocol):
+    name: str
+    idempotent: bool
+
+    def validate(self, step: Step) -> None: ...
+
+    def execute(self, ctx: ActionContext) -> ActionResult: ...
+
+
+_registry: dict[str, Action] = {}
+
+
+def register(action: Action) -> Action:
+    _registry[action.name] = action
+    return action
+
+
+def get(name: str) -> Action | None:
+    _ensure_builtins()
+    return _registry.get(name)
+
+
+def names() -> list[str]:
+    _ensure_builtins()
+    return sorted(_registry)
+
+
+def load_custom_actions(module_names: str) -> None:
+    """Import the modules that register custom actions (ACTION_MODULES)."""
+    for name in filter(None, (m.strip() for m in module_names.split(","))):
+        importlib.import_module(name)
+
+
+def _ensure_builtins() -> None:
+    if "send_email" not in _registry:
+        from dripline.actions import email, tasks  # noqa: F401 - registers on import

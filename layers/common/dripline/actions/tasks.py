@@ -1,0 +1,63 @@
+"""create_task: a follow-up task for a person (title, description, assignee, due date)."""
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from dripline import templating
+from dripline.actions import ActionContext, register
+from dripline.domain import Step
+from dripline.engine import ActionResult
+from dripline.errors import ValidationFailed
+from dripline.storage import tasks
+from dripline.storage.models import Task
+
+MAX_DUE_IN_SECONDS = 366 * 86400
+
+
+class CreateTask:
+    name = "create_task"
+    # The task id is derived from (run, step): running the step again finds the task.
+    idempotent = True
+
+    def validate(self, step: Step) -> None:
+        title = step.data.get("title")
+        if title is not None and (not isinstance(title, str) or not title.strip()):
+            raise ValidationFailed("data.title", "must be a non-empty string")
+        if title is None and not step.message.strip():
+            raise ValidationFailed("data.title", "create_task needs data.title or a message")
+        assignee = step.data.get("assignee")
+        if assignee is not None and not isinstance(assignee, str):
+            raise ValidationFailed("data.assignee", "must be a string")
+        due = step.data.get("due_in_seconds")
+        if due is not None and (isinstance(due, bool) or not isinstance(due, int) or not 0 <= due <= MAX_DUE_IN_SECONDS):
+            raise ValidationFailed("data.due_in_seconds", f"must be an integer 0..{MAX_DUE_IN_SECONDS}")
+        templating.check(step.message, "message")
+
+    def execute(self, ctx: ActionContext) -> ActionResult:
+        context = {"contact": ctx.contact.template_context(), "pipeline": {"name": ctx.pipeline.name}}
+        description = templating.render_text(ctx.step.message, context).strip()
+        title = ctx.step.data.get("title") or description.splitlines()[0]
+        due_in = ctx.step.data.get("due_in_seconds")
+        task_id = uuid.uuid5(uuid.NAMESPACE_URL, f"dripline:task:{ctx.run.run_id}:{ctx.step.step_number}").hex
+        task, created = tasks.create_task(
+            Task(
+                ctx.contact.team_id,
+                task_id,
+                contact_key=f"{ctx.contact.team_id}#{ctx.contact.contact_id}",
+                contact_id=ctx.contact.contact_id,
+                run_id=ctx.run.run_id,
+                pipeline_id=ctx.pipeline.pipeline_id,
+                step_number=ctx.step.step_number,
+                title=templating.render_text(str(title), context).strip()[:500],
+                description=description or None,
+                assignee=ctx.step.data.get("assignee"),
+                due_at=ctx.now + timedelta(seconds=int(due_in)) if due_in is not None else None,
+                status="open",
+                created_at=ctx.now,
+            )
+        )
+        return ActionResult.succeeded(task_id=task.task_id, created=created)
+
+
+register(CreateTask())

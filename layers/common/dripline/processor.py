@@ -1,0 +1,219 @@
+"""One processor tick: find due runs, claim each, execute its step, move it on.
+
+    due index (hint) --query shards in parallel--> candidates
+    candidate --conditional claim on the base table--> ClaimedRun (or lost: skip)
+    ClaimedRun --action--> ActionResult --engine.after_step--> Decision
+    Decision --conditional finish (holding the lease)--> run pending / completed / failed
+
+A run's failure is recorded on that run; nothing one run does stops the tick.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
+
+from dripline import actions, clock, engine
+from dripline.actions import ActionContext, ActionError
+from dripline.domain import ClaimedRun, Outcome, RunStatus
+from dripline.engine import ActionResult, DELIVERY_UNKNOWN
+from dripline.errors import NotFound
+from dripline.observability import MetricUnit, logger, metrics
+from dripline.settings import DeliveryPolicy, Settings
+from dripline.storage import contacts, pipelines, runs, stats
+
+RETRYABLE_ERROR_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "LimitExceededException",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "InternalFailure",
+        "InternalServerError",
+        "InternalServerErrorException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+
+
+class Clients:
+    """AWS clients the actions use, created on first use and reused across ticks."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    @cached_property
+    def sesv2(self):
+        config = Config(connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 3})
+        return boto3.client("sesv2", region_name=self._settings.region, config=config)
+
+
+@dataclass
+class TickReport:
+    due: int = 0
+    outcomes: Counter = field(default_factory=Counter)
+    duration_ms: int = 0
+
+    def as_dict(self) -> dict:
+        return {"due": self.due, "duration_ms": self.duration_ms, **dict(sorted(self.outcomes.items()))}
+
+
+def classify(exc: Exception, *, idempotent: bool, policy: DeliveryPolicy) -> ActionResult:
+    """Turn an action's exception into a result: retry transient failures, fail the rest."""
+    if isinstance(exc, ActionError):
+        return ActionResult.failed(str(exc), retryable=exc.retryable)
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = error.get("Code", "Unknown")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        retryable = code in RETRYABLE_ERROR_CODES or status >= 500
+        return ActionResult.failed(f"{code}: {error.get('Message', '')}".strip(), retryable=retryable)
+    if isinstance(exc, ReadTimeoutError):
+        # The request reached the service; it may have acted. Only an idempotent action
+        # (or the at-least-once policy) may try again.
+        if not idempotent and policy is DeliveryPolicy.AT_MOST_ONCE:
+            return ActionResult.skipped(DELIVERY_UNKNOWN)
+        return ActionResult.failed("timeout", retryable=True)
+    if isinstance(exc, (ConnectTimeoutError, EndpointConnectionError)):
+        return ActionResult.failed(f"{type(exc).__name__}: {exc}", retryable=True)
+    if isinstance(exc, BotoCoreError):
+        return ActionResult.failed(f"{type(exc).__name__}: {exc}", retryable=True)
+    return ActionResult.failed(f"{type(exc).__name__}: {exc}", retryable=False)
+
+
+class Processor:
+    def __init__(self, settings: Settings, clients: Clients | None = None) -> None:
+        self.settings = settings
+        self.clients = clients or Clients(settings)
+
+    def tick(self, remaining_ms: Callable[[], int] = lambda: 10**9) -> TickReport:
+        started = time.monotonic()
+        now = clock.now()
+        report = TickReport()
+        candidates = [
+            c
+            for c in self._due_candidates(now)
+            # A run being worked on right now is not ours to touch until its lease expires.
+            if not (c.status == RunStatus.RUNNING.value and c.lease_expires_at and c.lease_expires_at > now)
+        ]
+        candidates.sort(key=lambda c: c.next_step_at)
+        report.due = len(candidates)
+        margin_ms = self.settings.claim_margin_seconds * 1000
+
+        def work(candidate: runs.DueCandidate) -> str:
+            if remaining_ms() < margin_ms:
+                return "deferred"  # the next tick picks it up
+            try:
+                return self.process(candidate)
+            except Exception:  # noqa: BLE001 - one run's trouble never stops the tick
+                logger.exception("run processing failed", extra={"run_id": candidate.run_id})
+                return "error"
+
+        with ThreadPoolExecutor(max_workers=self.settings.processor_workers) as pool:
+            for outcome in pool.map(work, candidates):
+                report.outcomes[outcome] += 1
+        report.duration_ms = int((time.monotonic() - started) * 1000)
+        metrics.add_metric(name="DueRuns", unit=MetricUnit.Count, value=report.due)
+        metrics.add_metric(name="TickDuration", unit=MetricUnit.Milliseconds, value=report.duration_ms)
+        for name, metric in (("lost", "ClaimsLost"), ("deferred", "RunsDeferred"), ("error", "RunErrors")):
+            if report.outcomes[name]:
+                metrics.add_metric(name=metric, unit=MetricUnit.Count, value=report.outcomes[name])
+        logger.info("tick finished", extra=report.as_dict())
+        return report
+
+    def _due_candidates(self, now: datetime) -> list[runs.DueCandidate]:
+        shards = [f"due#{n}" for n in range(self.settings.due_shards)]
+        with ThreadPoolExecutor(max_workers=min(8, len(shards))) as pool:
+            pages = pool.map(lambda shard: list(runs.due_candidates(shard, now)), shards)
+        return [c for page in pages for c in page]
+
+    def process(self, candidate: runs.DueCandidate) -> str:
+        """Claim, execute and record one run. Returns what happened, for the report."""
+        claimed = runs.claim(candidate, clock.now(), self.settings.lease_seconds)
+        if claimed is None:
+            return "lost"
+        result, pipeline = self._execute(claimed)
+        executed_at = clock.now()
+        decision = engine.after_step(
+            pipeline,
+            claimed.step_number,
+            result,
+            scheduled_at=claimed.scheduled_at,
+            executed_at=executed_at,
+            failed_attempts_before=claimed.attempts,
+            max_attempts=self.settings.max_attempts,
+            retry_base_seconds=self.settings.retry_base_seconds,
+            retry_max_seconds=self.settings.retry_max_seconds,
+        )
+        written = runs.finish(claimed, decision, executed_at, self.settings.due_shards)
+        self._observe(claimed, result, decision, written, executed_at)
+        return "retried" if decision.retried and written != "lost" else written
+
+    def _execute(self, claimed: ClaimedRun):
+        try:
+            pipeline = pipelines.get_version(claimed.team_id, claimed.pipeline_id, claimed.pipeline_version)
+        except NotFound:
+            return ActionResult.failed("pipeline_version_missing", retryable=False), None
+        step = pipeline.step(claimed.step_number)
+        action = actions.get(step.action_type) if step else None
+        if step is None or action is None:
+            reason = "step_missing" if step is None else f"unknown_action: {step.action_type}"
+            return ActionResult.failed(reason, retryable=False), pipeline
+        if claimed.reclaimed:
+            decided = engine.outcome_of_reclaimed_step(action.idempotent, self.settings.delivery_policy)
+            if decided is not None:
+                metrics.add_metric(name="DeliveryUnknown", unit=MetricUnit.Count, value=1)
+                logger.warning("step outcome unknown after lease expiry; not repeated", extra={"run_id": claimed.run_id})
+                return decided, pipeline
+        contact = contacts.find_contact(claimed.team_id, claimed.pipelineable_id)
+        if contact is None:
+            return ActionResult.stop("contact_deleted"), pipeline
+        ctx = ActionContext(
+            run=claimed,
+            pipeline=pipeline,
+            step=step,
+            contact=contacts.view(contact),
+            settings=self.settings,
+            now=clock.now(),
+            clients=self.clients,
+        )
+        try:
+            return action.execute(ctx), pipeline
+        except Exception as exc:  # noqa: BLE001 - classified into the run's outcome
+            logger.warning("action failed", extra={"run_id": claimed.run_id, "step": step.step_number, "error": repr(exc)})
+            return classify(exc, idempotent=action.idempotent, policy=self.settings.delivery_policy), pipeline
+
+    def _observe(self, claimed: ClaimedRun, result: ActionResult, decision: engine.Decision, written: str, executed_at: datetime) -> None:
+        if written == "lost":
+            logger.warning("lease lost before finishing; the new holder decides", extra={"run_id": claimed.run_id})
+            return
+        if decision.retried:
+            metrics.add_metric(name="StepRetries", unit=MetricUnit.Count, value=1)
+            return
+        history = decision.history
+        if history is None:
+            return
+        lateness = max(0.0, (executed_at - claimed.scheduled_at).total_seconds())
+        stats.step_executed(claimed.team_id, claimed.pipeline_id, history.step_number, history.outcome, lateness)
+        metrics.add_metric(name=f"Steps{history.outcome.value.capitalize()}", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="StepLateness", unit=MetricUnit.Seconds, value=lateness)
+        if history.action_type == "send_email" and history.outcome is Outcome.SUCCEEDED:
+            stats.email_event(claimed.team_id, claimed.pipeline_id, "sent")
+            metrics.add_metric(name="EmailsSent", unit=MetricUnit.Count, value=1)
+        if decision.schedule.status in (RunStatus.COMPLETED, RunStatus.FAILED):
+            metrics.add_metric(name=f"Runs{decision.schedule.status.value.capitalize()}", unit=MetricUnit.Count, value=1)
+        if history.outcome is Outcome.FAILED:
+            logger.error("step failed for good", extra={"run_id": claimed.run_id, "step": history.step_number, "error": result.error})

@@ -1,0 +1,302 @@
+"""The processor handler over emulated DynamoDB and SES, on a manual clock."""
+import email
+import email.policy
+import threading
+from datetime import timedelta
+
+import pytest
+from botocore.exceptions import ClientError
+
+from dripline import clock
+from dripline.processor import Clients, Processor
+from dripline.settings import DeliveryPolicy
+from dripline.storage import runs, stats, tasks
+from dripline.storage.models import PipelineRun
+from functions.enrollment import app as enrollment_app
+from functions.processor import app as processor_app
+from tests.support import (
+    EMAIL_STEP, FOLLOW_UP_STEP, TASK_STEP, FakeContext, StreamReader, load_event, make_pipeline, put_contact, run_ticks_until,
+    stream_event,
+)
+
+TEAM = "acme"
+
+
+@pytest.fixture
+def stream(aws):
+    return StreamReader(aws.contacts_stream_arn)
+
+
+def enroll(stream):
+    assert enrollment_app.lambda_handler(stream_event(stream.read()), FakeContext()) == {"batchItemFailures": []}
+
+
+def sent_emails():
+    from moto.ses.models import ses_backends
+
+    backend = ses_backends["123456789012"]["us-east-1"]
+    return [email.message_from_string(m.raw_data, policy=email.policy.default) for m in backend.sent_messages]
+
+
+class FlakySES:
+    """An SES client that fails the first `failures` calls with `code`, then delegates."""
+
+    def __init__(self, real, code, failures, status=400):
+        self.real, self.code, self.failures, self.status, self.calls = real, code, failures, status, 0
+
+    def send_email(self, **kwargs):
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ClientError({"Error": {"Code": self.code, "Message": "injected"},
+                               "ResponseMetadata": {"HTTPStatusCode": self.status}}, "SendEmail")
+        return self.real.send_email(**kwargs)
+
+
+def processor_with_ses(settings, fake_ses):
+    clients = Clients(settings)
+    clients.__dict__["sesv2"] = fake_ses  # cached_property slot
+    return Processor(settings, clients)
+
+
+def the_run(contact):
+    (run,) = runs.runs_of(TEAM, "contact", contact.contact_id)
+    return run
+
+
+def test_three_step_pipeline_runs_to_completion_over_simulated_days(aws, stream, settings, frozen_clock):
+    pipeline = make_pipeline(TEAM, [EMAIL_STEP, TASK_STEP, FOLLOW_UP_STEP])
+    ada = put_contact(TEAM, "ada@example.com", first_name="Ada")
+    bob = put_contact(TEAM, "bob@example.com", first_name="Bob")
+    enroll(stream)
+    processor = Processor(settings)
+
+    ticks = run_ticks_until(processor, frozen_clock, frozen_clock.now() + timedelta(days=4, minutes=5))
+
+    for contact in (ada, bob):
+        run = the_run(contact)
+        assert run.status == "completed" and run.completed_at is not None and run.due_shard is None
+        assert [(h.step_number, h.outcome) for h in run.history] == [(1, "succeeded"), (2, "succeeded"), (3, "succeeded")]
+        gap_1_2 = run.history[1].executed_at - run.history[0].executed_at
+        gap_2_3 = run.history[2].executed_at - run.history[1].executed_at
+        assert timedelta(days=1) <= gap_1_2 < timedelta(days=1, minutes=1)
+        assert timedelta(days=3) <= gap_2_3 < timedelta(days=3, minutes=1)
+    messages = sent_emails()
+    assert sorted((m["To"], m["Subject"]) for m in messages) == [
+        ("ada@example.com", "Checking in"), ("ada@example.com", "Welcome Ada"),
+        ("bob@example.com", "Checking in"), ("bob@example.com", "Welcome Bob"),
+    ]
+    welcome = next(m for m in messages if m["Subject"] == "Welcome Ada")
+    text = welcome.get_body(("plain",)).get_content()
+    assert text.startswith("Hi Ada, welcome!")
+    assert welcome["List-Unsubscribe"].startswith("<http") and welcome["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    task_list, _ = tasks.list_tasks(TEAM, contact_id=ada.contact_id)
+    (task,) = task_list
+    assert (task.title, task.description, task.assignee, task.status) == ("Intro call", "Call ada@example.com", "sales", "open")
+    summary = stats.read(TEAM, pipeline.pipeline_id, [(1, "send_email"), (2, "create_task"), (3, "send_email")])
+    assert summary["runs"] == {"total": 2, "pending": 0, "running": 0, "completed": 2, "failed": 0, "cancelled": 0}
+    assert summary["completion_rate"] == 1.0 and summary["success_rate"] == 1.0
+    assert [s["executed"] for s in summary["steps"]] == [2, 2, 2]
+    assert summary["emails"]["sent"] == 4
+    assert ticks == 3  # one per step; the ~5,760 idle minutes between them were skipped
+
+
+def test_next_step_is_scheduled_at_execution_time_plus_delay(aws, stream, settings, frozen_clock):
+    make_pipeline(TEAM, [EMAIL_STEP, TASK_STEP])
+    contact = put_contact(TEAM, "ada@example.com")
+    enroll(stream)
+    frozen_clock.advance(137)  # the tick runs late
+
+    Processor(settings).tick()
+
+    run = the_run(contact)
+    assert run.status == "pending" and run.next_step_number == 2 and run.current_step == 1
+    assert run.next_step_at == run.history[0].executed_at + timedelta(seconds=86400)
+    assert run.history[0].scheduled_at == run.created_at
+
+
+def test_handler_accepts_the_sample_scheduled_event(aws, stream, frozen_clock):
+    make_pipeline(TEAM, [EMAIL_STEP])
+    contact = put_contact(TEAM, "ada@example.com")
+    enroll(stream)
+    processor_app._processor.cache_clear()
+
+    report = processor_app.lambda_handler(load_event("processor_scheduled.json"), FakeContext())
+
+    assert report["due"] == 1 and report["completed"] == 1
+    assert the_run(contact).status == "completed"
+
+
+def test_throttled_send_is_retried_with_backoff_then_fails(aws, stream, settings, frozen_clock):
+    import boto3
+
+    make_pipeline(TEAM, [EMAIL_STEP])
+    contact = put_contact(TEAM, "ada@example.com")
+    enroll(stream)
+    ses = FlakySES(boto3.client("sesv2"), "TooManyRequestsException", failures=100, status=429)
+    processor = processor_with_ses(settings, ses)
+
+    due_times = []
+    for _ in range(settings.max_attempts):
+        processor.tick()
+        run = the_run(contact)
+        due_times.append(run.next_step_at)
+        if run.status != "pending":
+            break
+        frozen_clock.set(run.next_step_at)
+
+    run = the_run(contact)
+    assert run.status == "failed" and run.attempts == settings.max_attempts
+    assert run.last_error.startswith("TooManyRequestsException")
+    assert [h.outcome for h in run.history] == ["failed"]
+    gaps = [(b - a).total_seconds() for a, b in zip(due_times, due_times[1:-1])]
+    assert gaps == [120, 240, 480]  # 60 s, doubling (first gap measured from the first retry)
+    assert ses.calls == settings.max_attempts and sent_emails() == []
+
+
+def test_transient_failure_then_success_continues_the_run(aws, stream, settings, frozen_clock):
+    import boto3
+
+    make_pipeline(TEAM, [EMAIL_STEP, TASK_STEP])
+    contact = put_contact(TEAM, "ada@example.com")
+    enroll(stream)
+    processor = processor_with_ses(settings, FlakySES(boto3.client("sesv2"), "ServiceUnavailable", failures=1, status=503))
+
+    processor.tick()
+    frozen_clock.advance(60)
+    processor.tick()
+
+    run = the_run(contact)
+    assert run.status == "pending" and run.next_step_number == 2 and run.attempts == 0 and run.last_error is None
+    assert [(h.outcome, h.attempt) for h in run.history] == [("succeeded", 2)]
+
+
+def test_permanent_ses_rejection_fails_the_run_at_once(aws, stream, settings):
+    import boto3
+
+    make_pipeline(TEAM, [EMAIL_STEP, TASK_STEP])
+    contact = put_contact(TEAM, "ada@example.com")
+    enroll(stream)
+    processor = processor_with_ses(settings, FlakySES(boto3.client("sesv2"), "MessageRejected", failures=1))
+
+    processor.tick()
+
+    run = the_run(contact)
+    assert run.status == "failed" and run.attempts == 1 and run.due_shard is None
+    assert run.history[0].outcome == "failed" and "MessageRejected" in run.history[0].error
+
+
+def test_one_failing_run_does_not_stop_fifty_healthy_ones(aws, stream, settings):
+    import boto3
+
+    make_pipeline(TEAM, [EMAIL_STEP])
+    healthy = [put_contact(TEAM, f"c{i}@example.com") for i in range(50)]
+    doomed = put_contact(TEAM, "doomed@example.com")
+    enroll(stream)
+
+    class RejectOne(FlakySES):
+        def send_email(self, **kwargs):
+            if kwargs["Destination"]["ToAddresses"] == ["doomed@example.com"]:
+                raise ClientError({"Error": {"Code": "MessageRejected", "Message": "no"}}, "SendEmail")
+            return self.real.send_email(**kwargs)
+
+    report = processor_with_ses(settings, RejectOne(boto3.client("sesv2"), "", 0)).tick()
+
+    assert report.due == 51 and report.outcomes["completed"] == 50 and report.outcomes["failed"] == 1
+    assert all(the_run(c).status == "completed" for c in healthy)
+    assert the_run(doomed).status == "failed"
+
+
+def test_unsubscribed_contact_email_step_is_skipped(aws, stream, settings):
+    make_pipeline(TEAM, [EMAIL_STEP, TASK_STEP])
+    contact = put_contact(TEAM, "ada@example.com")
+    enroll(stream)
+    # Unsubscribed between enrollment and the step, before the stream cancels the run.
+    contact.update(actions=[type(contact).unsubscribed.set(True)])
+
+    Processor(settings).tick()
+
+    run = the_run(contact)
+    assert (run.history[0].outcome, run.history[0].error) == ("skipped", "unsubscribed")
+    assert sent_emails() == []
+
+
+def test_two_concurrent_ticks_execute_every_step_exactly_once(aws, stream, settings):
+    make_pipeline(TEAM, [EMAIL_STEP])
+    contacts = [put_contact(TEAM, f"c{i}@example.com") for i in range(200)]
+    enroll(stream)
+    a, b = Processor(settings), Processor(settings)
+    barrier = threading.Barrier(2)
+    reports = []
+
+    def tick(processor):
+        barrier.wait()
+        reports.append(processor.tick())
+
+    threads = [threading.Thread(target=tick, args=(p,)) for p in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    recipients = [m["To"] for m in sent_emails()]
+    assert sorted(recipients) == sorted(c.email for c in contacts)  # each exactly once
+    assert sum(r.outcomes["completed"] for r in reports) == 200
+    assert all(len(the_run(c).history) == 1 for c in contacts)
+
+
+def test_expired_lease_is_reclaimed_without_resending_the_email(aws, stream, settings, frozen_clock):
+    make_pipeline(TEAM, [EMAIL_STEP, TASK_STEP])
+    contact = put_contact(TEAM, "ada@example.com")
+    enroll(stream)
+
+    class DiesAfterSending(FlakySES):
+        def send_email(self, **kwargs):
+            self.real.send_email(**kwargs)  # SES accepted ...
+            raise SystemExit("process killed")  # ... and the process died before recording
+
+    import boto3
+
+    crashing = processor_with_ses(settings, DiesAfterSending(boto3.client("sesv2"), "", 0))
+    candidate = next(runs.due_candidates(runs.due_shard_of(the_run(contact).run_id, settings.due_shards), clock.now()))
+    with pytest.raises(SystemExit):
+        crashing.process(candidate)
+    assert the_run(contact).status == "running" and len(sent_emails()) == 1
+
+    frozen_clock.advance(60)
+    assert Processor(settings).tick().outcomes["pending"] == 0  # lease still valid: hands off
+    frozen_clock.advance(settings.lease_seconds)
+    Processor(settings).tick()
+
+    run = the_run(contact)
+    assert len(sent_emails()) == 1  # not sent twice
+    assert (run.history[0].outcome, run.history[0].error) == ("skipped", "delivery_unknown")
+    assert run.status == "pending" and run.next_step_number == 2
+
+
+def test_reclaimed_email_is_resent_under_at_least_once(aws, stream, settings, frozen_clock):
+    import dataclasses
+
+    import boto3
+
+    make_pipeline(TEAM, [EMAIL_STEP])
+    contact = put_contact(TEAM, "ada@example.com")
+    enroll(stream)
+    lenient = dataclasses.replace(settings, delivery_policy=DeliveryPolicy.AT_LEAST_ONCE)
+    candidate = next(runs.due_candidates(runs.due_shard_of(the_run(contact).run_id, settings.due_shards), clock.now()))
+    runs.claim(candidate, clock.now(), settings.lease_seconds)  # a holder that then vanished
+
+    frozen_clock.advance(settings.lease_seconds + 1)
+    Processor(lenient, Clients(lenient)).tick()
+
+    assert the_run(contact).status == "completed" and len(sent_emails()) == 1
+    assert boto3  # the real SES emulator was used
+
+
+def test_completed_runs_leave_the_due_index(aws, stream, settings):
+    make_pipeline(TEAM, [EMAIL_STEP])
+    put_contact(TEAM, "ada@example.com")
+    enroll(stream)
+
+    Processor(settings).tick()
+
+    assert [r for r in PipelineRun.due_index.scan()] == []
