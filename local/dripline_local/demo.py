@@ -1,0 +1,147 @@
+"""`dripline demo`: a scripted tour on an embedded local stack, over real HTTP.
+
+Creates the Welcome pipeline, 25 contacts, fast-forwards 4 days, then shows what
+happened: emails, tasks, runs by status and the pipeline's stats.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+from dripline_local.client import LocalClient
+from dripline_local.seed import welcome_pipeline
+
+PEOPLE = [
+    ("Ada", "Lovelace"), ("Alan", "Turing"), ("Grace", "Hopper"), ("Edsger", "Dijkstra"), ("Barbara", "Liskov"),
+    ("Donald", "Knuth"), ("Margaret", "Hamilton"), ("Dennis", "Ritchie"), ("Frances", "Allen"), ("Ken", "Thompson"),
+    ("Radia", "Perlman"), ("John", "McCarthy"), ("Katherine", "Johnson"), ("Tim", "Berners-Lee"), ("Hedy", "Lamarr"),
+    ("Claude", "Shannon"), ("Sophie", "Wilson"), ("Niklaus", "Wirth"), ("Shafi", "Goldwasser"), ("Tony", "Hoare"),
+    ("Annie", "Easley"), ("Leslie", "Lamport"), ("Jean", "Sammet"), ("Guido", "van Rossum"), ("Adele", "Goldberg"),
+]
+
+
+def run_demo(contacts: int = 25, days: float = 4, out: Any = None) -> int:
+    out = out or sys.stdout
+    started = time.monotonic()
+
+    def say(text: str = "") -> None:
+        print(text, file=out, flush=True)
+
+    from dripline_local.stack import LocalStack
+
+    say("Starting an embedded local stack (AWS emulator, tables from infra/template.yaml, API, stream poller, clock)…")
+    with LocalStack(port=0, tick_seconds=0, route_stdout=True, lambda_output=None, quiet=True) as stack:
+        say(f"  up in {time.monotonic() - started:.1f} s at {stack.api_url}; virtual clock {_short(stack.clock.now().isoformat())}")
+        client = LocalClient(stack.api_url).as_team("demo")
+
+        pipeline = client.call("POST", "/pipelines", welcome_pipeline(), expect=201)
+        pid = pipeline["pipeline_id"]
+        say(f'\nCreated the automatic pipeline "{pipeline["name"]}" ({pid}):')
+        for step in pipeline["steps"]:
+            say(f"  step {step['step_number']}: {step['action_type']:<12} after {_days(step['delay_seconds'])}")
+
+        say("")
+        people = [PEOPLE[i % len(PEOPLE)] for i in range(contacts)]
+        for i, (first, last) in enumerate(people, 1):
+            suffix = "" if i <= len(PEOPLE) else str(i)
+            email = f"{first.lower()}.{last.lower().replace(' ', '')}{suffix}@example.com"
+            client.call("POST", "/contacts", {"email": email, "first_name": first, "last_name": last}, expect=201)
+            _progress(out, "Creating contacts", i, contacts)
+        say("")
+
+        say(f"\nFast-forwarding {days:g} days (every processor tick on the way runs)…")
+        before = time.monotonic()
+        now = client.call("POST", "/_local/clock", {"advance_seconds": int(days * 86400)})["now"]
+        say(f"  clock is now {_short(now)} ({time.monotonic() - before:.1f} s)")
+
+        emails = client.call("GET", "/_local/emails")["items"]
+        tasks = client.call("GET", "/tasks")["items"]
+        runs = _all_runs(client, pid)
+        stats = client.call("GET", f"/pipelines/{pid}/stats")
+
+    say(f"\nEmails sent ({len(emails)})")
+    _table(out, ["to", "subject", "first line", "sent (virtual)"], [
+        [", ".join(e["to"]) if isinstance(e["to"], list) else e["to"], e.get("subject") or "", _first_line(e.get("text") or e.get("html") or ""), _short(e.get("sent_at") or "")]
+        for e in emails
+    ])
+    say(f"\nTasks ({len(tasks)})")
+    _table(out, ["title", "assignee", "description", "status", "created"], [
+        [t.get("title", ""), t.get("assignee") or "", _first_line(t.get("description") or ""), t.get("status", ""), _short(t.get("created_at") or "")]
+        for t in tasks
+    ])
+    say(f"\nRuns by status ({len(runs)})")
+    _table(out, ["status", "runs"], [[status, str(n)] for status, n in sorted(Counter(r["status"] for r in runs).items())])
+
+    say("\nPipeline stats")
+    counts = stats.get("runs", {})
+    say("  runs: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    say(f"  completion rate {stats.get('completion_rate', 0):.0%}, step success rate {stats.get('success_rate', 0):.0%}")
+    _table(out, ["step", "action", "executed", "succeeded", "failed", "avg lateness"], [
+        [str(s["step_number"]), s["action_type"], str(s["executed"]), str(s["succeeded"]), str(s["failed"]), f"{s['avg_lateness_seconds']:.0f} s"]
+        for s in stats.get("steps", [])
+    ])
+    say("  emails: " + ", ".join(f"{k} {v}" for k, v in stats.get("emails", {}).items()))
+
+    say(f"\nDone in {time.monotonic() - started:.1f} s. `make run` starts the local stack for you to drive.")
+    return 0
+
+
+def _all_runs(client: LocalClient, pipeline_id: str) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = []
+    token = None
+    while True:
+        query = f"/runs?pipeline_id={pipeline_id}" + (f"&next_token={token}" if token else "")
+        page = client.call("GET", query)
+        runs += page["items"]
+        token = page.get("next_token")
+        if not token:
+            return runs
+
+
+def _progress(out: Any, label: str, done: int, total: int, width: int = 30) -> None:
+    filled = int(width * done / total) if total else width
+    bar = "█" * filled + "░" * (width - filled)
+    end = "\n" if done == total and not _tty(out) else ""
+    if _tty(out) or done == total:
+        print(f"\r{label} {bar} {done}/{total}", end=end, file=out, flush=True)
+
+
+def _tty(out: Any) -> bool:
+    try:
+        return bool(out.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _table(out: Any, headers: list[str], rows: list[list[str]], max_width: int = 44) -> None:
+    if not rows:
+        print("  (none)", file=out)
+        return
+    cells = [[_clip(c, max_width) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    print("  " + "  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)), file=out)
+    print("  " + "  ".join("─" * w for w in widths), file=out)
+    for row in cells:
+        print("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)), file=out)
+
+
+def _clip(text: str, width: int) -> str:
+    text = str(text)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def _short(iso: str) -> str:
+    """2026-03-02T09:01:00.000Z -> 2026-03-02 09:01"""
+    return iso[:16].replace("T", " ") if iso else ""
+
+
+def _days(seconds: int) -> str:
+    if seconds == 0:
+        return "0 (at once)"
+    return f"{seconds / 86400:g} day" + ("" if seconds == 86400 else "s")

@@ -1,0 +1,253 @@
+"""The whole system in one process: emulator, resources, API, stream poller, scheduler.
+
+    with LocalStack(port=0, tick_seconds=0) as stack:
+        ...  # HTTP at stack.api_url; stack.advance(86400); stack.drain()
+
+Everything lives in memory and is gone when the stack stops. The stack configures
+the process (environment variables, the `dripline.clock` source, stdout routing), so
+use one per process.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from typing import IO, Any
+
+import boto3
+
+HANDLER_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_SESSION_TOKEN": "local",
+}
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    api_url: str
+    aws_endpoint_url: str
+    region: str
+    contacts_table: str
+    runs_table: str
+    contacts_stream_arn: str
+    failure_queue_url: str
+
+    def as_dict(self) -> dict[str, str]:
+        return dict(self.__dict__)
+
+
+class LocalStack:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 3000,
+        tick_seconds: float = 60,
+        start_time: datetime | None = None,
+        lambda_output: IO[str] | None = None,
+        route_stdout: bool = False,
+        log_stream: IO[str] | None = None,
+        quiet: bool = False,
+        region: str = "us-east-1",
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.tick_seconds = tick_seconds
+        self.start_time = start_time
+        self.lambda_output = lambda_output
+        self.route_stdout = route_stdout
+        self.region = region
+        from dripline_local.logs import human_logger
+
+        self.logger = human_logger(log_stream, quiet=quiet)
+        self._started = False
+        self._previous_clock: Any = None
+
+    def log(self, message: str) -> None:
+        self.logger.info(message)
+
+    # --- lifecycle --------------------------------------------------------------------
+    def start(self) -> "LocalStack":
+        from dripline_local.logs import quiet_library_noise, route_lambda_output
+
+        os.environ["AWS_ACCOUNT_ID_ENDPOINT_MODE"] = "disabled"
+        quiet_library_noise()
+        if self.route_stdout:
+            # Before any handler (and its Powertools logger) is imported.
+            route_lambda_output(self.lambda_output)
+
+        from moto.server import ThreadedMotoServer
+
+        from dripline import clock
+        from dripline.settings import Settings
+        from dripline.storage import models
+        from dripline_local import emails
+        from dripline_local.http import LocalHttpApp, LocalHttpServer, TokenAuthority
+        from dripline_local.lambdas import ACCOUNT_ID, Resolver, function_environment, load_functions
+        from dripline_local.moto_lock import serialise_dynamodb
+        from dripline_local.resources import create_resources
+        from dripline_local.scheduler import Scheduler, VirtualClock, earliest_due
+        from dripline_local.streams import EventSourceConfig, StreamPoller, sqs_destination
+        from dripline_local.template import load_template, stream_event_source
+
+        serialise_dynamodb()
+        self.clock = VirtualClock(self.start_time, running=self.tick_seconds > 0)
+        emails.stamp_send_times(self.clock.now)
+
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._moto.start()
+        moto_host, moto_port = self._moto.get_host_and_port()
+        self.aws_endpoint_url = f"http://{moto_host}:{moto_port}"
+
+        # Bind the API's socket first: its URL goes into the handlers' environment.
+        self._http = LocalHttpServer(self.host, self.port, self.logger.info)
+        shown_host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        self.api_url = f"http://{shown_host}:{self._http.port}"
+
+        # The environment every handler reads once: the template's, resolved locally.
+        env = function_environment(Resolver(load_template(), region=self.region, endpoint_url=self.aws_endpoint_url))
+        env.update(HANDLER_CREDENTIALS)
+        env.update(
+            AWS_ENDPOINT_URL=self.aws_endpoint_url,
+            AWS_DEFAULT_REGION=self.region,
+            AWS_REGION=self.region,
+            PUBLIC_API_URL=self.api_url,
+        )
+        os.environ.update(env)
+        os.environ.pop("DYNAMODB_ENDPOINT", None)
+        self.settings = Settings.from_env()
+
+        self.resources = create_resources(self.settings, endpoint_url=self.aws_endpoint_url)
+        self._previous_clock = clock.install(self.clock)
+        models.bind(self.settings)
+
+        self.functions = load_functions(self.region)
+        session = boto3.session.Session(region_name=self.region)
+        self._streams_client = session.client("dynamodbstreams", endpoint_url=self.aws_endpoint_url)
+        self._sqs = session.client("sqs", endpoint_url=self.aws_endpoint_url)
+
+        enrollment = self.functions["enrollment"]
+        self.poller = StreamPoller(
+            stream_arn=self.resources.contacts_stream_arn,
+            client=self._streams_client,
+            handler=enrollment.invoke,
+            config=EventSourceConfig.from_template(stream_event_source()),
+            on_failure=sqs_destination(self._sqs, self.resources.failure_queue_url),
+            region=self.region,
+            function_arn=enrollment.arn,
+            log=self.logger.info,
+            release_iterator=self._release_iterator,
+        )
+        processor = self.functions["processor"]
+        self.scheduler = Scheduler(
+            clock=self.clock,
+            invoke=processor.invoke,
+            drain=self.poller.drain,
+            next_due=lambda: earliest_due(self.settings.due_shards),
+            tick_seconds=self.tick_seconds,
+            rule_arn=f"arn:aws:events:{self.region}:{ACCOUNT_ID}:rule/{processor.name}-EveryMinute",
+            region=self.region,
+            account=ACCOUNT_ID,
+            log=self.logger.info,
+            emails_sent=lambda: emails.sent_count(ACCOUNT_ID, self.region),
+        )
+        self.auth = TokenAuthority(issuer=self.api_url)
+        app = LocalHttpApp(
+            api=self.functions["api"].invoke,
+            auth=self.auth,
+            control=_Control(self),
+            domain=shown_host,
+            log=self.logger.warning,
+        )
+        self._http.serve(app)
+        self.poller.start()
+        self.scheduler.start()
+        self._started = True
+        return self
+
+    def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        from dripline import clock
+
+        self.scheduler.stop()
+        self.poller.stop()
+        self._http.stop()
+        self._moto.stop()
+        if self._previous_clock is not None:
+            clock.install(self._previous_clock)
+
+    def __enter__(self) -> "LocalStack":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # --- operations -------------------------------------------------------------------
+    def drain(self) -> int:
+        return self.poller.drain()
+
+    def advance(self, seconds: float) -> datetime:
+        return self.scheduler.advance(seconds)
+
+    def tick(self) -> Any:
+        return self.scheduler.tick()
+
+    def emails(self, to: str | None = None) -> list[dict[str, Any]]:
+        from dripline_local.emails import list_emails
+        from dripline_local.lambdas import ACCOUNT_ID
+
+        return list_emails(ACCOUNT_ID, self.region, to=to)
+
+    def info(self) -> StackInfo:
+        return StackInfo(
+            api_url=self.api_url,
+            aws_endpoint_url=self.aws_endpoint_url,
+            region=self.region,
+            contacts_table=self.settings.contacts_table,
+            runs_table=self.settings.runs_table,
+            contacts_stream_arn=self.resources.contacts_stream_arn,
+            failure_queue_url=self.resources.failure_queue_url,
+        )
+
+    def _release_iterator(self, iterator: str) -> None:
+        from moto.dynamodbstreams.models import dynamodbstreams_backends
+
+        from dripline_local.lambdas import ACCOUNT_ID
+
+        dynamodbstreams_backends[ACCOUNT_ID][self.region].shard_iterators.pop(iterator, None)
+
+
+class _Control:
+    """The /_local routes' view of the stack."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+
+    def now(self) -> datetime:
+        return self.stack.clock.now()
+
+    def advance(self, seconds: float) -> datetime:
+        return self.stack.advance(seconds)
+
+    def tick(self) -> Any:
+        return self.stack.tick()
+
+    def emails(self, to: str | None) -> list[dict[str, Any]]:
+        return self.stack.emails(to)
+
+
+def lambda_output_file(path: str | None) -> IO[str] | None:
+    """`-` is stdout, `off`/None is nowhere, anything else a file (truncated)."""
+    if path in (None, "", "off"):
+        return None
+    if path == "-":
+        return sys.__stdout__
+    return open(path, "w", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives as long as the stack
+
+
+logging.getLogger("botocore.credentials").setLevel(logging.WARNING)
