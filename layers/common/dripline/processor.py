@@ -63,12 +63,51 @@ class Clients:
 
 @dataclass
 class TickReport:
+    """What a tick did. Workers only return values; metrics are emitted once, at the end,
+    from the invoking thread (Powertools Metrics is not thread-safe)."""
+
     due: int = 0
+    # What became of each due run: completed, pending, failed, cancelled, retried, lost, deferred, error.
     outcomes: Counter = field(default_factory=Counter)
+    # Step-level counts for metrics: StepsSucceeded, EmailsSent, DeliveryUnknown ...
+    events: Counter = field(default_factory=Counter)
+    lateness_seconds: list[float] = field(default_factory=list)
     duration_ms: int = 0
 
     def as_dict(self) -> dict:
         return {"due": self.due, "duration_ms": self.duration_ms, **dict(sorted(self.outcomes.items()))}
+
+    def emit_metrics(self) -> None:
+        metrics.add_metric(name="DueRuns", unit=MetricUnit.Count, value=self.due)
+        metrics.add_metric(name="TickDuration", unit=MetricUnit.Milliseconds, value=self.duration_ms)
+        for outcome, metric in OUTCOME_METRICS.items():
+            if self.outcomes[outcome]:
+                metrics.add_metric(name=metric, unit=MetricUnit.Count, value=self.outcomes[outcome])
+        for event, count in self.events.items():
+            metrics.add_metric(name=event, unit=MetricUnit.Count, value=count)
+        if self.lateness_seconds:
+            metrics.add_metric(name="StepLatenessMax", unit=MetricUnit.Seconds, value=max(self.lateness_seconds))
+            average = sum(self.lateness_seconds) / len(self.lateness_seconds)
+            metrics.add_metric(name="StepLatenessAvg", unit=MetricUnit.Seconds, value=round(average, 3))
+
+
+OUTCOME_METRICS = {
+    "completed": "RunsCompleted",
+    "failed": "RunsFailed",
+    "retried": "StepRetries",
+    "lost": "ClaimsLost",
+    "deferred": "RunsDeferred",
+    "error": "RunErrors",
+}
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """One worker's answer: what the run became, and what to count."""
+
+    status: str
+    events: tuple[str, ...] = ()
+    lateness_seconds: float | None = None
 
 
 def classify(exc: Exception, *, idempotent: bool, policy: DeliveryPolicy) -> ActionResult:
@@ -113,24 +152,23 @@ class Processor:
         report.due = len(candidates)
         margin_ms = self.settings.claim_margin_seconds * 1000
 
-        def work(candidate: runs.DueCandidate) -> str:
+        def work(candidate: runs.DueCandidate) -> RunOutcome:
             if remaining_ms() < margin_ms:
-                return "deferred"  # the next tick picks it up
+                return RunOutcome("deferred")  # the next tick picks it up
             try:
                 return self.process(candidate)
             except Exception:  # noqa: BLE001 - one run's trouble never stops the tick
                 logger.exception("run processing failed", extra={"run_id": candidate.run_id})
-                return "error"
+                return RunOutcome("error")
 
         with ThreadPoolExecutor(max_workers=self.settings.processor_workers) as pool:
             for outcome in pool.map(work, candidates):
-                report.outcomes[outcome] += 1
+                report.outcomes[outcome.status] += 1
+                report.events.update(outcome.events)
+                if outcome.lateness_seconds is not None:
+                    report.lateness_seconds.append(outcome.lateness_seconds)
         report.duration_ms = int((time.monotonic() - started) * 1000)
-        metrics.add_metric(name="DueRuns", unit=MetricUnit.Count, value=report.due)
-        metrics.add_metric(name="TickDuration", unit=MetricUnit.Milliseconds, value=report.duration_ms)
-        for name, metric in (("lost", "ClaimsLost"), ("deferred", "RunsDeferred"), ("error", "RunErrors")):
-            if report.outcomes[name]:
-                metrics.add_metric(name=metric, unit=MetricUnit.Count, value=report.outcomes[name])
+        report.emit_metrics()
         logger.info("tick finished", extra=report.as_dict())
         return report
 
@@ -140,11 +178,11 @@ class Processor:
             pages = pool.map(lambda shard: list(runs.due_candidates(shard, now)), shards)
         return [c for page in pages for c in page]
 
-    def process(self, candidate: runs.DueCandidate) -> str:
+    def process(self, candidate: runs.DueCandidate) -> RunOutcome:
         """Claim, execute and record one run. Returns what happened, for the report."""
         claimed = runs.claim(candidate, clock.now(), self.settings.lease_seconds)
         if claimed is None:
-            return "lost"
+            return RunOutcome("lost")
         result, pipeline = self._execute(claimed)
         executed_at = clock.now()
         decision = engine.after_step(
@@ -159,8 +197,7 @@ class Processor:
             retry_max_seconds=self.settings.retry_max_seconds,
         )
         written = runs.finish(claimed, decision, executed_at, self.settings.due_shards)
-        self._observe(claimed, result, decision, written, executed_at)
-        return "retried" if decision.retried and written != "lost" else written
+        return self._observe(claimed, result, decision, written, executed_at)
 
     def _execute(self, claimed: ClaimedRun):
         try:
@@ -175,7 +212,6 @@ class Processor:
         if claimed.reclaimed:
             decided = engine.outcome_of_reclaimed_step(action.idempotent, self.settings.delivery_policy)
             if decided is not None:
-                metrics.add_metric(name="DeliveryUnknown", unit=MetricUnit.Count, value=1)
                 logger.warning("step outcome unknown after lease expiry; not repeated", extra={"run_id": claimed.run_id})
                 return decided, pipeline
         contact = contacts.find_contact(claimed.team_id, claimed.pipelineable_id)
@@ -196,24 +232,35 @@ class Processor:
             logger.warning("action failed", extra={"run_id": claimed.run_id, "step": step.step_number, "error": repr(exc)})
             return classify(exc, idempotent=action.idempotent, policy=self.settings.delivery_policy), pipeline
 
-    def _observe(self, claimed: ClaimedRun, result: ActionResult, decision: engine.Decision, written: str, executed_at: datetime) -> None:
+    def _observe(
+        self, claimed: ClaimedRun, result: ActionResult, decision: engine.Decision, written: str, executed_at: datetime
+    ) -> RunOutcome:
+        """Update the pipeline's stats counters and say what to count in metrics."""
         if written == "lost":
             logger.warning("lease lost before finishing; the new holder decides", extra={"run_id": claimed.run_id})
-            return
-        if decision.retried:
-            metrics.add_metric(name="StepRetries", unit=MetricUnit.Count, value=1)
-            return
+            return RunOutcome("lost")
+        # A run cancelled mid-step already moved its counter to cancelled.
+        after = RunStatus.RUNNING if written == RunStatus.CANCELLED.value else RunStatus(written)
         history = decision.history
         if history is None:
-            return
+            stats.step_finished(claimed.team_id, claimed.pipeline_id, after=after)
+            return RunOutcome("retried" if decision.retried else written)
         lateness = max(0.0, (executed_at - claimed.scheduled_at).total_seconds())
-        stats.step_executed(claimed.team_id, claimed.pipeline_id, history.step_number, history.outcome, lateness)
-        metrics.add_metric(name=f"Steps{history.outcome.value.capitalize()}", unit=MetricUnit.Count, value=1)
-        metrics.add_metric(name="StepLateness", unit=MetricUnit.Seconds, value=lateness)
-        if history.action_type == "send_email" and history.outcome is Outcome.SUCCEEDED:
-            stats.email_event(claimed.team_id, claimed.pipeline_id, "sent")
-            metrics.add_metric(name="EmailsSent", unit=MetricUnit.Count, value=1)
-        if decision.schedule.status in (RunStatus.COMPLETED, RunStatus.FAILED):
-            metrics.add_metric(name=f"Runs{decision.schedule.status.value.capitalize()}", unit=MetricUnit.Count, value=1)
+        email_sent = history.action_type == "send_email" and history.outcome is Outcome.SUCCEEDED
+        stats.step_finished(
+            claimed.team_id,
+            claimed.pipeline_id,
+            after=after,
+            step_number=history.step_number,
+            outcome=history.outcome,
+            lateness_seconds=lateness,
+            email_sent=email_sent,
+        )
+        events = [f"Steps{history.outcome.value.capitalize()}"]
+        if history.error == DELIVERY_UNKNOWN:
+            events.append("DeliveryUnknown")
+        if email_sent:
+            events.append("EmailsSent")
         if history.outcome is Outcome.FAILED:
             logger.error("step failed for good", extra={"run_id": claimed.run_id, "step": history.step_number, "error": result.error})
+        return RunOutcome(written, tuple(events), lateness)

@@ -38,6 +38,8 @@ class Settings:
     # Base URL of the API, used for unsubscribe links in emails.
     public_api_url: str = "http://127.0.0.1:3000"
     unsubscribe_secret: str = "local-unsubscribe-secret"
+    # Signs the API's pagination tokens (next_token), so a client cannot forge a key.
+    token_secret: str = "local-token-secret"
 
     # The due index is write-sharded over this many partitions (due#0 .. due#N-1).
     due_shards: int = 8
@@ -81,6 +83,7 @@ class Settings:
             ses_configuration_set=text("SES_CONFIGURATION_SET", defaults.ses_configuration_set),
             public_api_url=text("PUBLIC_API_URL", defaults.public_api_url).rstrip("/"),
             unsubscribe_secret=text("UNSUBSCRIBE_SECRET", defaults.unsubscribe_secret),
+            token_secret=text("TOKEN_SECRET", defaults.token_secret),
             due_shards=max(1, number("DUE_SHARDS", defaults.due_shards)),
             max_attempts=max(1, number("MAX_ATTEMPTS", defaults.max_attempts)),
             retry_base_seconds=number("RETRY_BASE_SECONDS", defaults.retry_base_seconds),

@@ -61,12 +61,10 @@ def register(action: Action) -> Action:
 
 
 def get(name: str) -> Action | None:
-    _ensure_builtins()
     return _registry.get(name)
 
 
 def names() -> list[str]:
-    _ensure_builtins()
     return sorted(_registry)
 
 
@@ -76,6 +74,5 @@ def load_custom_actions(module_names: str) -> None:
         importlib.import_module(name)
 
 
-def _ensure_builtins() -> None:
-    if "send_email" not in _registry:
-        from dripline.actions import email, tasks  # noqa: F401 - registers on import
+# The built-in actions register themselves; imported last because they use the names above.
+from dripline.actions import email, tasks  # noqa: E402, F401

@@ -225,7 +225,8 @@ def finish(claimed: ClaimedRun, decision: Decision, now: datetime, due_shards: i
 
     Returns the status written: the decision's, or "cancelled" when the run was
     cancelled mid-step (then only the history entry is appended), or "lost" when the
-    lease was taken over (nothing written; the new holder decides).
+    lease was taken over (nothing written; the new holder decides). The caller updates
+    the stats counters (one write for the run and step counters together).
     """
     schedule = decision.schedule
     actions = [
@@ -260,7 +261,6 @@ def finish(claimed: ClaimedRun, decision: Decision, now: datetime, due_shards: i
     held = (PipelineRun.lease_owner == claimed.lease_owner) & (PipelineRun.revision == claimed.revision)
     try:
         run.update(actions=actions + history_actions, condition=held & (PipelineRun.status == RunStatus.RUNNING.value))
-        stats.run_moved(claimed.team_id, claimed.pipeline_id, RunStatus.RUNNING, schedule.status)
         return schedule.status.value
     except UpdateError as exc:
         if not is_condition_failure(exc):

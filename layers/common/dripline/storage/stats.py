@@ -44,21 +44,33 @@ def run_moved(team_id: str, pipeline_id: str, before: RunStatus, after: RunStatu
     _add(team_id, pipeline_id, {f"runs_{before.value}": -1, f"runs_{after.value}": 1})
 
 
-def step_executed(team_id: str, pipeline_id: str, step_number: int, outcome: Outcome, lateness_seconds: float) -> None:
-    prefix = f"step_{step_number}_"
-    _add(
-        team_id,
-        pipeline_id,
-        {
-            prefix + "executed": 1,
-            prefix + outcome.value: 1,
-            prefix + "lateness_ms": int(max(0.0, lateness_seconds) * 1000),
-        },
-    )
-
-
-def email_event(team_id: str, pipeline_id: str, event: str) -> None:
-    _add(team_id, pipeline_id, {f"emails_{event}": 1})
+def step_finished(
+    team_id: str,
+    pipeline_id: str,
+    *,
+    after: RunStatus,
+    step_number: int | None = None,
+    outcome: Outcome | None = None,
+    lateness_seconds: float = 0.0,
+    email_sent: bool = False,
+) -> None:
+    """One finished step attempt, in one update: the run leaves `running` for `after`;
+    when the step was recorded (not merely retried) its counters move too."""
+    deltas: dict[str, int | float] = {}
+    if after is not RunStatus.RUNNING:
+        deltas.update({f"runs_{RunStatus.RUNNING.value}": -1, f"runs_{after.value}": 1})
+    if step_number is not None and outcome is not None:
+        prefix = f"step_{step_number}_"
+        deltas.update(
+            {
+                prefix + "executed": 1,
+                prefix + outcome.value: 1,
+                prefix + "lateness_ms": int(max(0.0, lateness_seconds) * 1000),
+            }
+        )
+    if email_sent:
+        deltas["emails_sent"] = 1
+    _add(team_id, pipeline_id, deltas)
 
 
 def read(team_id: str, pipeline_id: str, steps: list[tuple[int, str]]) -> dict[str, Any]:

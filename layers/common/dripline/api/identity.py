@@ -1,0 +1,45 @@
+"""Who is calling: the team named by the verified token's claims, nothing else.
+
+API Gateway's JWT authorizer verified the token before the handler runs and passed
+its claims in `requestContext.authorizer.jwt.claims`. The team is never read from the
+body or the query.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from dripline.api.errors import Unauthorized
+
+TEAM_CLAIM = "custom:team_id"
+MAX_TEAM_ID = 200
+# Paths served without a token (the authorizer is off for them in the template too).
+PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs"})
+PUBLIC_PREFIXES = ("/unsubscribe/",)
+
+
+def is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+def team_from_event(event: dict[str, Any]) -> str | None:
+    """The caller's team, or None when the event carries no usable team claim.
+
+    Keys are built as "<team>#...", so a team id holding "#" (or a control character)
+    could reach into another team's key space: such a claim is refused, not escaped.
+    """
+    context = event.get("requestContext") or {}
+    claims = (((context.get("authorizer") or {}).get("jwt") or {}).get("claims")) or {}
+    team = claims.get(TEAM_CLAIM) if isinstance(claims, dict) else None
+    if not isinstance(team, str) or not team.strip() or len(team) > MAX_TEAM_ID:
+        return None
+    if "#" in team or any(ord(c) < 32 for c in team):
+        return None
+    return team
+
+
+def current_team(router) -> str:
+    """The team of the request a route is serving (401 if there is none)."""
+    team = team_from_event(router.current_event.raw_event)
+    if team is None:
+        raise Unauthorized()
+    return team

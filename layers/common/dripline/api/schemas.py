@@ -1,0 +1,383 @@
+"""Request and response bodies. They validate requests and they are the OpenAPI document.
+
+Request models forbid unknown fields, so a misspelt field is a 422 naming it rather
+than a silent no-op. Rules that need the action registry or the tables (registered
+action types, templates that compile, active pipelines) live in `dripline.api.service`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from functools import lru_cache
+from typing import Any, Literal
+from zoneinfo import available_timezones
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+
+MAX_DELAY_SECONDS = 31_536_000  # one year
+MAX_MESSAGE_BYTES = 100 * 1024
+MAX_DATA_BYTES = 10 * 1024
+MAX_STEPS = 50
+MAX_ATTRIBUTES = 50
+MAX_ATTRIBUTE_DEPTH = 8
+MAX_NAME = 200
+MAX_PIPELINE_IDS = 50
+MAX_EMAIL = 254
+
+# Pragmatic address syntax (what SES accepts): ASCII local part, a dotted domain.
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+)
+
+Timestamp = Field(description="ISO 8601, UTC, with `Z`", examples=["2026-03-02T09:00:00.000Z"])
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- validators shared by models ------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _timezones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def check_email(value: str) -> str:
+    value = value.strip()
+    if len(value) > MAX_EMAIL or not _EMAIL.match(value) or ".." in value:
+        raise ValueError("must be a valid email address")
+    return value
+
+
+def check_timezone(value: str | None) -> str | None:
+    if value is not None and value not in _timezones():
+        raise ValueError("must be an IANA time zone name, e.g. Europe/London")
+    return value
+
+
+def check_attributes(value: dict[str, Any]) -> dict[str, Any]:
+    if len(value) > MAX_ATTRIBUTES:
+        raise ValueError(f"at most {MAX_ATTRIBUTES} keys")
+    for key in value:
+        if not key or len(key) > 128:
+            raise ValueError("keys must be 1-128 characters")
+
+    def walk(node: Any, depth: int) -> None:
+        if depth > MAX_ATTRIBUTE_DEPTH:
+            raise ValueError(f"values may nest at most {MAX_ATTRIBUTE_DEPTH} levels")
+        if isinstance(node, float) and not math.isfinite(node):
+            raise ValueError("numbers must be finite")
+        if isinstance(node, dict):
+            for child in node.values():
+                walk(child, depth + 1)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child, depth + 1)
+
+    walk(value, 1)
+    return value
+
+
+def check_pipeline_ids(value: list[str]) -> list[str]:
+    if len(value) > MAX_PIPELINE_IDS:
+        raise ValueError(f"at most {MAX_PIPELINE_IDS} pipelines")
+    if any(not p or len(p) > 100 for p in value):
+        raise ValueError("ids must be 1-100 characters")
+    return list(dict.fromkeys(value))
+
+
+# --- pipelines ---------------------------------------------------------------------------------
+
+
+class StepIn(_Request):
+    step_number: StrictInt = Field(ge=1, le=1_000_000, description="Order of the step; unique; gaps allowed")
+    action_type: str = Field(
+        min_length=1, max_length=100, description="A registered action: `send_email`, `create_task` or a custom one"
+    )
+    delay_seconds: StrictInt = Field(
+        0, ge=0, le=MAX_DELAY_SECONDS, description="Wait before this step (after the previous one, or enrollment)"
+    )
+    message: str = Field("", description="A Jinja2 template (sandboxed), at most 100 KB")
+    data: dict[str, Any] = Field(
+        default_factory=dict, description="Action-specific (at most 10 KB): `subject` for send_email; `title`, `assignee`, `due_in_seconds` for create_task"
+    )
+
+    @field_validator("message")
+    @classmethod
+    def _message_size(cls, value: str) -> str:
+        if len(value.encode()) > MAX_MESSAGE_BYTES:
+            raise ValueError(f"at most {MAX_MESSAGE_BYTES} bytes")
+        return value
+
+    @field_validator("data")
+    @classmethod
+    def _data_size(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            size = len(json.dumps(value, allow_nan=False).encode())
+        except ValueError as exc:
+            raise ValueError("numbers must be finite") from exc
+        if size > MAX_DATA_BYTES:
+            raise ValueError(f"at most {MAX_DATA_BYTES} bytes as JSON")
+        return value
+
+
+class PipelineIn(_Request):
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+    model_type: Literal["contact"] = "contact"
+    automatic: StrictBool | None = Field(
+        None,
+        description="true also makes it an automatic pipeline of the team. On POST, absent means false; "
+        "on PUT, absent leaves the setting as it is.",
+    )
+    steps: list[StepIn] = Field(min_length=1, max_length=MAX_STEPS)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+
+class StepOut(BaseModel):
+    step_number: int
+    action_type: str
+    delay_seconds: int
+    message: str
+    data: dict[str, Any]
+
+
+class PipelineOut(BaseModel):
+    pipeline_id: str
+    name: str
+    model_type: str
+    version: int
+    automatic: bool
+    status: Literal["active", "archived"]
+    steps: list[StepOut]
+    created_at: str = Timestamp
+    updated_at: str = Timestamp
+
+
+class PipelinePage(BaseModel):
+    items: list[PipelineOut]
+    next_token: str | None = Field(None, description="Pass back as `next_token` for the next page; null at the end")
+
+
+class AutomaticOut(BaseModel):
+    pipeline_id: str
+    model_type: str
+    created_at: str = Timestamp
+
+
+class AutomaticList(BaseModel):
+    items: list[AutomaticOut]
+
+
+# --- contacts --------------------------------------------------------------------------------
+
+
+class ContactIn(_Request):
+    email: str = Field(max_length=MAX_EMAIL)
+    first_name: str | None = Field(None, max_length=MAX_NAME)
+    last_name: str | None = Field(None, max_length=MAX_NAME)
+    timezone: str | None = Field(None, description="An IANA time zone name", examples=["Europe/London"])
+    attributes: dict[str, Any] = Field(default_factory=dict, description=f"Free-form, at most {MAX_ATTRIBUTES} keys")
+    pipeline_ids: list[str] = Field(
+        default_factory=list, description="Manual assignments: active pipelines of the team (422 otherwise)"
+    )
+    unsubscribed: StrictBool = False
+
+    _email = field_validator("email")(check_email)
+    _timezone = field_validator("timezone")(check_timezone)
+    _attributes = field_validator("attributes")(check_attributes)
+    _pipelines = field_validator("pipeline_ids")(check_pipeline_ids)
+
+
+class ContactPatch(_Request):
+    """Any subset of the fields. `null` clears first_name, last_name and timezone."""
+
+    email: str | None = Field(None, max_length=MAX_EMAIL)
+    first_name: str | None = Field(None, max_length=MAX_NAME)
+    last_name: str | None = Field(None, max_length=MAX_NAME)
+    timezone: str | None = None
+    attributes: dict[str, Any] | None = Field(None, description="Replaces the whole attribute map")
+    pipeline_ids: list[str] | None = Field(
+        None, description="Replaces the manual set: added ids get runs, removed ids get their runs cancelled"
+    )
+    unsubscribed: StrictBool | None = Field(None, description="true cancels the contact's active runs and stops email")
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is None:
+            raise ValueError("must not be null")
+        return check_email(value)
+
+    @field_validator("attributes")
+    @classmethod
+    def _attributes(cls, value: dict[str, Any] | None) -> dict[str, Any]:
+        if value is None:
+            raise ValueError("must not be null (send {} to clear)")
+        return check_attributes(value)
+
+    @field_validator("pipeline_ids")
+    @classmethod
+    def _pipelines(cls, value: list[str] | None) -> list[str]:
+        if value is None:
+            raise ValueError("must not be null (send [] to clear)")
+        return check_pipeline_ids(value)
+
+    @field_validator("unsubscribed")
+    @classmethod
+    def _unsubscribed(cls, value: bool | None) -> bool:
+        if value is None:
+            raise ValueError("must not be null")
+        return value
+
+    _timezone = field_validator("timezone")(check_timezone)
+
+
+class ContactOut(BaseModel):
+    contact_id: str
+    email: str
+    first_name: str | None
+    last_name: str | None
+    timezone: str | None
+    attributes: dict[str, Any]
+    pipeline_ids: list[str]
+    unsubscribed: bool
+    created_at: str = Timestamp
+    updated_at: str = Timestamp
+
+
+class ContactPage(BaseModel):
+    items: list[ContactOut]
+    next_token: str | None = None
+
+
+class AssignIn(_Request):
+    pipeline_id: str = Field(min_length=1, max_length=100)
+
+
+# --- runs --------------------------------------------------------------------------------------
+
+RunStatusName = Literal["pending", "running", "completed", "failed", "cancelled"]
+
+
+class HistoryOut(BaseModel):
+    step_number: int
+    action_type: str
+    outcome: Literal["succeeded", "failed", "skipped"]
+    scheduled_at: str = Timestamp
+    executed_at: str = Timestamp
+    attempt: int = Field(description="Which attempt at the step this was (1 unless retried)")
+    detail: dict[str, Any] | None
+    error: str | None
+
+
+class RunOut(BaseModel):
+    run_id: str
+    pipeline_id: str
+    pipeline_version: int
+    pipelineable_type: str
+    pipelineable_id: str
+    source: Literal["automatic", "manual"]
+    status: RunStatusName
+    current_step: int | None = Field(description="The last step executed; null before the first")
+    next_step_number: int | None
+    next_step_at: str | None = Timestamp
+    created_at: str = Timestamp
+    updated_at: str = Timestamp
+    completed_at: str | None = Timestamp
+    last_error: str | None = Field(None, description="Why the run failed or was cancelled, or the last retried error")
+    history: list[HistoryOut]
+
+
+class RunList(BaseModel):
+    items: list[RunOut]
+
+
+class RunPage(BaseModel):
+    items: list[RunOut]
+    next_token: str | None = None
+
+
+# --- tasks -------------------------------------------------------------------------------------
+
+TaskStatusName = Literal["open", "done"]
+
+
+class TaskOut(BaseModel):
+    task_id: str
+    contact_id: str
+    run_id: str
+    pipeline_id: str
+    step_number: int
+    title: str
+    description: str | None
+    assignee: str | None
+    due_at: str | None = Timestamp
+    status: TaskStatusName
+    created_at: str = Timestamp
+
+
+class TaskPage(BaseModel):
+    items: list[TaskOut]
+    next_token: str | None = None
+
+
+class TaskPatch(_Request):
+    status: TaskStatusName
+
+
+# --- stats -------------------------------------------------------------------------------------
+
+
+class RunCounts(BaseModel):
+    total: int
+    pending: int
+    running: int
+    completed: int
+    failed: int
+    cancelled: int
+
+
+class StepStats(BaseModel):
+    step_number: int
+    action_type: str
+    executed: int
+    succeeded: int
+    failed: int
+    skipped: int
+    avg_lateness_seconds: float = Field(description="Mean of executed_at - scheduled next_step_at")
+
+
+class EmailStats(BaseModel):
+    """Only `sent` is counted today; the others read 0 until SES event tracking exists."""
+
+    sent: int
+    delivered: int
+    bounced: int
+    complained: int
+    opened: int
+    clicked: int
+
+
+class StatsOut(BaseModel):
+    runs: RunCounts
+    completion_rate: float = Field(description="completed / runs that ended (completed + failed + cancelled)")
+    success_rate: float = Field(description="succeeded step executions / all step executions")
+    steps: list[StepStats] = Field(description="One row per step of the latest version (counters are by step_number)")
+    emails: EmailStats = Field(
+        description="Email counters. Only `sent` is populated today; delivered, bounced, complained, opened "
+        "and clicked read 0 until SES event tracking exists."
+    )
+
+
+class Health(BaseModel):
+    status: Literal["ok"]

@@ -1,0 +1,198 @@
+"""What the routes do: plain operations over storage, the engine and enrollment.
+
+Each takes the caller's team (from the verified token) and returns domain values, or
+raises a domain exception that `dripline.api.errors` turns into a status code. Every
+check runs before the first write, so a rejected request changes nothing.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from dripline import actions, enrollment, templating
+from dripline.api.schemas import ContactIn, ContactPatch, PipelineIn
+from dripline.domain import ACTIVE_STATUSES, Step
+from dripline.errors import Conflict, NotFound, ValidationFailed
+from dripline.settings import Settings
+from dripline.storage import contacts, pipelines, runs
+from dripline.storage.models import Contact, PipelineRun
+
+CONTACT = "contact"
+# A pipeline version is one DynamoDB item (at most 400 KB); keep clear of the limit.
+MAX_STEPS_BYTES = 350_000
+
+
+# --- pipelines ---------------------------------------------------------------------------------
+
+
+def validate_steps(body: PipelineIn) -> list[Step]:
+    """The rules pydantic cannot check alone: unique numbers, the registry, templates, size."""
+    seen: set[int] = set()
+    steps: list[Step] = []
+    registered = actions.names()
+    for index, raw in enumerate(body.steps):
+        where = f"steps[{index}]"
+        if raw.step_number in seen:
+            raise ValidationFailed(f"{where}.step_number", f"duplicate step_number {raw.step_number}")
+        seen.add(raw.step_number)
+        action = actions.get(raw.action_type)
+        if action is None:
+            raise ValidationFailed(f"{where}.action_type", f"unknown action; one of {', '.join(registered)}")
+        step = Step(raw.step_number, raw.action_type, raw.delay_seconds, raw.message, dict(raw.data))
+        try:
+            templating.check(step.message, "message")
+            action.validate(step)
+        except ValidationFailed as exc:
+            raise ValidationFailed(f"{where}.{exc.field}", exc.message) from exc
+        steps.append(step)
+    size = len(json.dumps([s.to_dict() for s in steps]).encode())
+    if size > MAX_STEPS_BYTES:
+        raise ValidationFailed("steps", f"too large once stored ({size} bytes; at most {MAX_STEPS_BYTES})")
+    return steps
+
+
+def create_pipeline(team_id: str, body: PipelineIn, now: datetime) -> pipelines.Pipeline:
+    steps = validate_steps(body)
+    return pipelines.create_pipeline(
+        team_id, name=body.name, model_type=body.model_type, steps=steps, now=now, automatic=bool(body.automatic)
+    )
+
+
+def update_pipeline(team_id: str, pipeline_id: str, body: PipelineIn, now: datetime) -> pipelines.Pipeline:
+    current = pipelines.get_pipeline(team_id, pipeline_id)  # 404 before 422: the id is checked first
+    steps = validate_steps(body)
+    if current.status != "active":
+        raise Conflict(f"pipeline {pipeline_id} is archived")
+    return pipelines.update_pipeline(
+        team_id, pipeline_id, name=body.name, model_type=body.model_type, steps=steps, now=now, automatic=body.automatic
+    )
+
+
+def archive_pipeline(team_id: str, pipeline_id: str, now: datetime, *, cancel_runs: bool) -> int:
+    """Archive; with cancel_runs, cancel its active runs too. Returns how many were cancelled."""
+    pipelines.archive_pipeline(team_id, pipeline_id, now)
+    if not cancel_runs:
+        return 0
+    cancelled = 0
+    for status in ACTIVE_STATUSES:
+        key: dict | None = None
+        while True:
+            page, key = runs.list_runs(team_id, status=status, pipeline_id=pipeline_id, limit=100, start_key=key)
+            cancelled += sum(runs.cancel_run(run, now, "pipeline_archived") for run in page)
+            if key is None:
+                break
+    return cancelled
+
+
+def set_automatic(team_id: str, pipeline_id: str, now: datetime):
+    pipeline = pipelines.get_pipeline(team_id, pipeline_id)
+    return pipelines.set_automatic(team_id, pipeline_id, pipeline.spec.model_type, now)
+
+
+def unset_automatic(team_id: str, pipeline_id: str) -> None:
+    pipelines.get_pipeline(team_id, pipeline_id)  # unknown (or another team's) id: 404
+    pipelines.unset_automatic(team_id, pipeline_id)
+
+
+def pipeline_stats(team_id: str, pipeline_id: str) -> dict[str, Any]:
+    from dripline.storage import stats
+
+    pipeline = pipelines.get_pipeline(team_id, pipeline_id)
+    return stats.read(team_id, pipeline_id, [(s.step_number, s.action_type) for s in pipeline.spec.steps])
+
+
+# --- contacts ----------------------------------------------------------------------------------
+
+
+def _check_active_pipelines(team_id: str, pipeline_ids: list[str], field: str) -> None:
+    for pipeline_id in pipeline_ids:
+        spec = pipelines.active_pipeline(team_id, pipeline_id)
+        if spec is None or spec.model_type != CONTACT:
+            raise ValidationFailed(field, f"{pipeline_id} is not an active pipeline of this team")
+
+
+def create_contact(team_id: str, body: ContactIn, now: datetime) -> Contact:
+    """Write the contact; its stream INSERT enrolls it (automatic + manual pipelines)."""
+    _check_active_pipelines(team_id, body.pipeline_ids, "pipeline_ids")
+    return contacts.create_contact(
+        Contact(
+            team_id,
+            uuid.uuid4().hex,
+            email=body.email,
+            first_name=body.first_name,
+            last_name=body.last_name,
+            timezone=body.timezone,
+            attributes=body.attributes,
+            pipeline_ids=body.pipeline_ids,
+            unsubscribed=body.unsubscribed,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+
+
+def patch_contact(team_id: str, contact_id: str, body: ContactPatch, now: datetime) -> Contact:
+    """Any subset of the fields; the stream MODIFY adds and cancels runs accordingly."""
+    contacts.get_contact(team_id, contact_id)  # 404 before 422
+    changes = body.model_dump(include=body.model_fields_set)
+    if "pipeline_ids" in changes:
+        current = set(contacts.get_contact(team_id, contact_id).pipeline_ids or [])
+        # Ids already assigned may stay even if archived since; new ones must be active.
+        _check_active_pipelines(team_id, [p for p in changes["pipeline_ids"] if p not in current], "pipeline_ids")
+    if not changes:
+        return contacts.get_contact(team_id, contact_id)
+    return contacts.modify_contact(team_id, contact_id, lambda _current: changes, now)
+
+
+def delete_contact(team_id: str, contact_id: str) -> None:
+    contacts.delete_contact(team_id, contact_id)
+
+
+def contact_runs(team_id: str, contact_id: str) -> list[PipelineRun]:
+    contacts.get_contact(team_id, contact_id)
+    return sorted(runs.runs_of(team_id, CONTACT, contact_id), key=lambda r: (r.created_at, r.run_id))
+
+
+def assign(team_id: str, contact_id: str, pipeline_id: str, now: datetime, settings: Settings) -> PipelineRun:
+    """Manual assignment, answered with the new run.
+
+    Checked first, so a refusal writes nothing: the contact exists and is subscribed,
+    the pipeline is active, and no run of it is active for the contact (409). Then the
+    contact is updated (pipeline added to its manual set, updated_at bumped) and the run
+    is created under the enrollment key of that write: the stream's MODIFY, arriving
+    later with the same key, finds the run and creates nothing.
+    """
+    contact = contacts.get_contact(team_id, contact_id)
+    if contact.unsubscribed:
+        raise Conflict(f"contact {contact_id} is unsubscribed")
+    _check_active_pipelines(team_id, [pipeline_id], "pipeline_id")
+    if any(r.pipeline_id == pipeline_id and r.status in ACTIVE_STATUSES for r in runs.runs_of(team_id, CONTACT, contact_id)):
+        raise Conflict(f"contact already has an active run of pipeline {pipeline_id}")
+
+    def add(current: Contact) -> dict[str, Any]:
+        ids = list(current.pipeline_ids or [])
+        return {"pipeline_ids": ids if pipeline_id in ids else ids + [pipeline_id]}
+
+    updated = contacts.modify_contact(team_id, contact_id, add, now)
+    return enrollment.assign(updated, pipeline_id, settings)
+
+
+def unassign(team_id: str, contact_id: str, run_id: str, now: datetime) -> None:
+    """Cancel one run of the contact and drop its pipeline from the manual set.
+
+    Dropping it keeps `pipeline_ids` truthful; the resulting stream MODIFY finds the run
+    already cancelled. Enrollment keys make sure no redelivered record re-creates it.
+    """
+    contacts.get_contact(team_id, contact_id)
+    run = runs.get_run(team_id, run_id)
+    if run.pipelineable_type != CONTACT or run.pipelineable_id != contact_id:
+        raise NotFound(f"run {run_id} not found")
+    runs.cancel_run(run, now, "removed_by_user")
+
+    def drop(current: Contact) -> dict[str, Any]:
+        return {"pipeline_ids": [p for p in (current.pipeline_ids or []) if p != run.pipeline_id]}
+
+    if run.pipeline_id in (contacts.get_contact(team_id, contact_id).pipeline_ids or []):
+        contacts.modify_contact(team_id, contact_id, drop, now)

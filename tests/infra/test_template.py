@@ -1,0 +1,98 @@
+"""The SAM template, transformed the way CloudFormation will, says what the design says."""
+import copy
+import json
+
+import pytest
+from samtranslator.translator.transform import transform
+
+from dripline_local.template import load_template
+
+
+class _NoManagedPolicies:
+    def load(self):
+        return {}
+
+
+@pytest.fixture(scope="module")
+def resources(monkeypatch_module):
+    template = copy.deepcopy(load_template())
+    # `sam package` replaces local code paths with S3 URIs before the transform.
+    for resource in template["Resources"].values():
+        props = resource.get("Properties", {})
+        for key in ("CodeUri", "ContentUri"):
+            if key in props:
+                props[key] = "s3://bucket/code.zip"
+    return transform(template, {}, _NoManagedPolicies())["Resources"]
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    yield mp
+    mp.undo()
+
+
+def of_type(resources, kind):
+    return {k: v for k, v in resources.items() if v["Type"] == kind}
+
+
+def test_stream_mapping_reports_partial_failures_and_ends_in_a_queue(resources):
+    (mapping,) = of_type(resources, "AWS::Lambda::EventSourceMapping").values()
+    props = mapping["Properties"]
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["BisectBatchOnFunctionError"] is True
+    assert 0 < props["MaximumRetryAttempts"] <= 10
+    assert 60 <= props["MaximumRecordAgeInSeconds"] <= 86400
+    assert props["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": "EnrollmentFailureQueue.Arn"}
+    assert props["EventSourceArn"] == {"Fn::GetAtt": "ContactsTable.StreamArn"}
+
+
+def test_contacts_table_streams_both_images(resources):
+    spec = resources["ContactsTable"]["Properties"]["StreamSpecification"]
+    assert spec["StreamViewType"] == "NEW_AND_OLD_IMAGES"
+
+
+def test_runs_table_has_the_sharded_due_index(resources):
+    props = resources["RunsTable"]["Properties"]
+    (due,) = [i for i in props["GlobalSecondaryIndexes"] if i["IndexName"] == "due"]
+    assert [k["AttributeName"] for k in due["KeySchema"]] == ["due_shard", "next_step_at"]
+
+
+def test_every_table_has_point_in_time_recovery(resources):
+    for name, table in of_type(resources, "AWS::DynamoDB::Table").items():
+        assert table["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], name
+
+
+def test_functions_run_python313_on_arm64(resources):
+    for name, function in of_type(resources, "AWS::Lambda::Function").items():
+        assert function["Properties"]["Runtime"] == "python3.13", name
+        assert function["Properties"]["Architectures"] == ["arm64"], name
+
+
+def test_processor_fires_every_minute(resources):
+    rules = of_type(resources, "AWS::Events::Rule")
+    assert [r["Properties"]["ScheduleExpression"] for r in rules.values()] == ["rate(1 minute)"]
+
+
+def test_stream_read_rights_name_the_contacts_stream_only(resources):
+    role = resources["EnrollmentFunctionRole"]["Properties"]
+    assert not any("DynamoDBExecutionRole" in json.dumps(arn) for arn in role["ManagedPolicyArns"])
+    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    (stream,) = [s for s in statements if "dynamodb:GetRecords" in s["Action"]]
+    assert stream["Resource"] == {"Fn::GetAtt": "ContactsTable.StreamArn"}
+
+
+# Actions IAM cannot scope to a resource: "*" is their only valid form.
+UNSCOPABLE = {"dynamodb:ListStreams"}
+
+
+def test_no_policy_grants_a_wildcard_resource(resources):
+    for name, role in of_type(resources, "AWS::IAM::Role").items():
+        for policy in role["Properties"].get("Policies", []):
+            for statement in policy["PolicyDocument"]["Statement"]:
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                if set(actions) <= UNSCOPABLE:
+                    continue
+                targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+                assert "*" not in targets, f"{name}: {statement}"
