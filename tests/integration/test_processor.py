@@ -300,3 +300,26 @@ def test_completed_runs_leave_the_due_index(aws, stream, settings):
     Processor(settings).tick()
 
     assert [r for r in PipelineRun.due_index.scan()] == []
+
+
+def test_run_cancelled_mid_step_stays_cancelled_and_keeps_the_step_record(aws, stream, settings, frozen_clock):
+    import boto3
+
+    make_pipeline(TEAM, [EMAIL_STEP, TASK_STEP])
+    contact = put_contact(TEAM, "ada@example.com")
+    enroll(stream)
+
+    class CancelledWhileSending(FlakySES):
+        def send_email(self, **kwargs):
+            response = self.real.send_email(**kwargs)
+            runs.cancel_run(the_run(contact), clock.now(), "removed_by_user")  # the API, meanwhile
+            return response
+
+    report = processor_with_ses(settings, CancelledWhileSending(boto3.client("sesv2"), "", 0)).tick()
+
+    run = the_run(contact)
+    assert report.outcomes["cancelled"] == 1
+    assert run.status == "cancelled" and run.due_shard is None and run.lease_owner is None
+    assert [(h.step_number, h.outcome) for h in run.history] == [(1, "succeeded")]
+    summary = stats.read(TEAM, run.pipeline_id, [(1, "send_email"), (2, "create_task")])
+    assert summary["runs"]["cancelled"] == 1 and summary["runs"]["running"] == 0 and summary["runs"]["pending"] == 0

@@ -121,7 +121,6 @@ class ClaimedRun:
     step_number: int
     scheduled_at: datetime
     attempts: int
-    revision: int
     lease_owner: str
     # True when the previous holder's lease expired mid-step: its outcome is unknown.
     reclaimed: bool

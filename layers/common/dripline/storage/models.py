@@ -219,8 +219,6 @@ class PipelineRun(Model):
     lease_owner = UnicodeAttribute(null=True)
     lease_expires_at = UTCDateTimeAttribute(null=True)
     last_error = UnicodeAttribute(null=True)
-    # Bumped by every write; claims and finishes are conditioned on it.
-    revision = NumberAttribute(default=0)
     history = ListAttribute(of=HistoryEntry, default=list)
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()

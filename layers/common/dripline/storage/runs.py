@@ -92,7 +92,6 @@ def create_run(
             next_step_at=schedule.next_step_at,
             due_shard=due_shard_of(run_id, due_shards) if schedule.status is RunStatus.PENDING else None,
             attempts=0,
-            revision=1,
             history=[],
             created_at=now,
             updated_at=now,
@@ -126,7 +125,6 @@ def cancel_run(run: PipelineRun, now: datetime, reason: str) -> bool:
                     PipelineRun.next_step_number.remove(),
                     PipelineRun.completed_at.set(now),
                     PipelineRun.updated_at.set(now),
-                    PipelineRun.revision.add(1),
                 ],
                 # A running step's finish is conditioned on status=running, so it will
                 # see the cancellation and only append its history entry.
@@ -193,7 +191,6 @@ def claim(candidate: DueCandidate, now: datetime, lease_seconds: int) -> Claimed
                 PipelineRun.lease_owner.set(lease_owner),
                 PipelineRun.lease_expires_at.set(now + timedelta(seconds=lease_seconds)),
                 PipelineRun.updated_at.set(now),
-                PipelineRun.revision.add(1),
             ],
             condition=condition & PipelineRun.run_id.exists(),
         )
@@ -214,7 +211,6 @@ def claim(candidate: DueCandidate, now: datetime, lease_seconds: int) -> Claimed
         step_number=int(run.next_step_number),
         scheduled_at=run.next_step_at,
         attempts=int(run.attempts or 0),
-        revision=int(run.revision),
         lease_owner=lease_owner,
         reclaimed=reclaim,
     )
@@ -235,7 +231,6 @@ def finish(claimed: ClaimedRun, decision: Decision, now: datetime, due_shards: i
         PipelineRun.lease_owner.remove(),
         PipelineRun.lease_expires_at.remove(),
         PipelineRun.updated_at.set(now),
-        PipelineRun.revision.add(1),
     ]
     actions.append(PipelineRun.last_error.set(decision.last_error) if decision.last_error else PipelineRun.last_error.remove())
     history_actions = []
@@ -258,7 +253,8 @@ def finish(claimed: ClaimedRun, decision: Decision, now: datetime, due_shards: i
             PipelineRun.completed_at.set(now),
         ]
     run = PipelineRun(claimed.owner, claimed.run_id)
-    held = (PipelineRun.lease_owner == claimed.lease_owner) & (PipelineRun.revision == claimed.revision)
+    # The lease owner is a fresh id per claim: matching it proves nobody took over since.
+    held = PipelineRun.lease_owner == claimed.lease_owner
     try:
         run.update(actions=actions + history_actions, condition=held & (PipelineRun.status == RunStatus.RUNNING.value))
         return schedule.status.value
@@ -269,7 +265,7 @@ def finish(claimed: ClaimedRun, decision: Decision, now: datetime, due_shards: i
         return "lost"
     try:
         run.update(
-            actions=history_actions + [PipelineRun.lease_owner.remove(), PipelineRun.lease_expires_at.remove(), PipelineRun.revision.add(1)],
+            actions=history_actions + [PipelineRun.lease_owner.remove(), PipelineRun.lease_expires_at.remove()],
             condition=held & (PipelineRun.status == RunStatus.CANCELLED.value),
         )
         return RunStatus.CANCELLED.value
