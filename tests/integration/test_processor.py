@@ -323,3 +323,19 @@ def test_run_cancelled_mid_step_stays_cancelled_and_keeps_the_step_record(aws, s
     assert [(h.step_number, h.outcome) for h in run.history] == [(1, "succeeded")]
     summary = stats.read(TEAM, run.pipeline_id, [(1, "send_email"), (2, "create_task")])
     assert summary["runs"]["cancelled"] == 1 and summary["runs"]["running"] == 0 and summary["runs"]["pending"] == 0
+
+
+def test_step_of_a_deleted_contact_cancels_the_run(aws, stream, settings):
+    pipeline = make_pipeline(TEAM, [EMAIL_STEP, TASK_STEP])
+    contact = put_contact(TEAM, "ada@example.com")
+    enroll(stream)
+    contact.delete()  # the REMOVE record has not been processed yet
+
+    report = Processor(settings).tick()
+
+    run = the_run(contact)
+    assert report.outcomes["cancelled"] == 1 and run.status == "cancelled"
+    assert (run.history[0].outcome, run.history[0].error) == ("skipped", "contact_deleted")
+    summary = stats.read(TEAM, pipeline.pipeline_id, [(1, "send_email")])
+    assert summary["runs"] == {"total": 1, "pending": 0, "running": 0, "completed": 0, "failed": 0, "cancelled": 1}
+    assert sent_emails() == []

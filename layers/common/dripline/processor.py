@@ -236,11 +236,14 @@ class Processor:
         self, claimed: ClaimedRun, result: ActionResult, decision: engine.Decision, written: str, executed_at: datetime
     ) -> RunOutcome:
         """Update the pipeline's stats counters and say what to count in metrics."""
-        if written == "lost":
+        if written == runs.LOST:
             logger.warning("lease lost before finishing; the new holder decides", extra={"run_id": claimed.run_id})
-            return RunOutcome("lost")
-        # A run cancelled mid-step already moved its counter to cancelled.
-        after = RunStatus.RUNNING if written == RunStatus.CANCELLED.value else RunStatus(written)
+            return RunOutcome(runs.LOST)
+        if written == runs.CANCELLED_MEANWHILE:
+            # cancel_run already moved the run's counter; only the step is left to count.
+            after, written = RunStatus.RUNNING, RunStatus.CANCELLED.value
+        else:
+            after = RunStatus(written)
         history = decision.history
         if history is None:
             stats.step_finished(claimed.team_id, claimed.pipeline_id, after=after)

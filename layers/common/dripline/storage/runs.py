@@ -216,11 +216,16 @@ def claim(candidate: DueCandidate, now: datetime, lease_seconds: int) -> Claimed
     )
 
 
+# What finish() wrote when it could not write the decision.
+LOST = "lost"
+CANCELLED_MEANWHILE = "cancelled_meanwhile"
+
+
 def finish(claimed: ClaimedRun, decision: Decision, now: datetime, due_shards: int) -> str:
     """Record a step attempt and move the run on, if we still hold its lease.
 
-    Returns the status written: the decision's, or "cancelled" when the run was
-    cancelled mid-step (then only the history entry is appended), or "lost" when the
+    Returns the status written: the decision's, or CANCELLED_MEANWHILE when the run was
+    cancelled mid-step (then only the history entry is appended), or LOST when the
     lease was taken over (nothing written; the new holder decides). The caller updates
     the stats counters (one write for the run and step counters together).
     """
@@ -262,16 +267,16 @@ def finish(claimed: ClaimedRun, decision: Decision, now: datetime, due_shards: i
         if not is_condition_failure(exc):
             raise
     if not history_actions:
-        return "lost"
+        return LOST
     try:
         run.update(
             actions=history_actions + [PipelineRun.lease_owner.remove(), PipelineRun.lease_expires_at.remove()],
             condition=held & (PipelineRun.status == RunStatus.CANCELLED.value),
         )
-        return RunStatus.CANCELLED.value
+        return CANCELLED_MEANWHILE
     except UpdateError as exc:
         if is_condition_failure(exc):
-            return "lost"
+            return LOST
         raise
 
 
