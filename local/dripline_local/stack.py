@@ -88,12 +88,14 @@ class LocalStack:
         from dripline_local.http import LocalHttpApp, LocalHttpServer, TokenAuthority
         from dripline_local.lambdas import ACCOUNT_ID, Resolver, function_environment, load_functions
         from dripline_local.moto_lock import serialise_dynamodb
+        from dripline_local.moto_tuning import cache_backend_lookup
         from dripline_local.resources import create_resources
         from dripline_local.scheduler import Scheduler, VirtualClock, earliest_due
         from dripline_local.streams import EventSourceConfig, StreamPoller, sqs_destination
         from dripline_local.template import load_template, stream_event_source
 
         serialise_dynamodb()
+        cache_backend_lookup()
         self.clock = VirtualClock(self.start_time, running=self.tick_seconds > 0)
         emails.stamp_send_times(self.clock.now)
 

@@ -63,6 +63,12 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
+@pytest.fixture
+def child_env() -> dict[str, str]:
+    """The environment for a `dripline` subprocess (none of the test process's AWS setup)."""
+    return subprocess_env()
+
+
 @pytest.fixture(scope="session")
 def local_stack(tmp_path_factory) -> RunningStack:
     workdir = tmp_path_factory.mktemp("local-stack")
