@@ -1,0 +1,73 @@
+"""The API's part of infra/template.yaml, transformed the way CloudFormation will."""
+import copy
+import json
+
+import pytest
+from samtranslator.translator.transform import transform
+
+from dripline_local.template import load_template
+
+PUBLIC = {("/health", "get"), ("/openapi.json", "get"), ("/docs", "get"),
+          ("/unsubscribe/{token}", "get"), ("/unsubscribe/{token}", "post")}
+
+
+class _NoManagedPolicies:
+    def load(self):
+        return {}
+
+
+@pytest.fixture(scope="module")
+def resources():
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    template = copy.deepcopy(load_template())
+    for resource in template["Resources"].values():
+        props = resource.get("Properties", {})
+        for key in ("CodeUri", "ContentUri"):
+            if key in props:
+                props[key] = "s3://bucket/code.zip"
+    try:
+        yield transform(template, {}, _NoManagedPolicies())["Resources"]
+    finally:
+        mp.undo()
+
+
+def test_the_jwt_authorizer_trusts_the_templates_cognito_client(resources):
+    body = resources["HttpApi"]["Properties"]["Body"]
+    authorizer = body["components"]["securitySchemes"]["CognitoJwt"]["x-amazon-apigateway-authorizer"]
+    assert authorizer["type"] == "jwt" and authorizer["identitySource"] == "$request.header.Authorization"
+    config = authorizer["jwtConfiguration"]
+    assert config["audience"] == [{"Ref": "UserPoolClient"}]
+    assert config["issuer"] == {"Fn::Sub": "https://cognito-idp.${AWS::Region}.amazonaws.com/${UserPool}"}
+
+
+def test_only_public_routes_skip_the_authorizer(resources):
+    paths = resources["HttpApi"]["Properties"]["Body"]["paths"]
+    security = {(path, method): op["security"] for path, ops in paths.items() for method, op in ops.items()}
+    assert {route for route, s in security.items() if s == [{"NONE": []}]} == PUBLIC
+    assert security[("/{proxy+}", "x-amazon-apigateway-any-method")] == [{"CognitoJwt": []}]
+    assert set(security) == PUBLIC | {("/{proxy+}", "x-amazon-apigateway-any-method")}
+
+
+def test_the_team_claim_cannot_be_chosen_by_a_user(resources):
+    pool = resources["UserPool"]["Properties"]
+    (team,) = [a for a in pool["Schema"] if a["Name"] == "team_id"]
+    assert team["Mutable"] is False
+    assert pool["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] is True
+    client = resources["UserPoolClient"]["Properties"]
+    assert "custom:team_id" in client["ReadAttributes"] and "custom:team_id" not in client["WriteAttributes"]
+
+
+def test_the_api_function_may_touch_only_its_four_tables(resources):
+    function = resources["ApiFunction"]["Properties"]
+    assert function["Handler"] == "app.lambda_handler" and function["Timeout"] <= 29
+    role = resources["ApiFunctionRole"]["Properties"]
+    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    targets = json.dumps([s["Resource"] for s in statements])
+    for table in ("ContactsTable", "PipelinesTable", "RunsTable", "TasksTable"):
+        assert table in targets
+    assert '"*"' not in targets and "Queue" not in targets
+    actions = {a for s in statements for a in s["Action"]}
+    assert actions <= {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"}
+    (tasks,) = [s for s in statements if s["Sid"] == "Tasks"]
+    assert "dynamodb:PutItem" not in tasks["Action"] and "dynamodb:DeleteItem" not in tasks["Action"]
