@@ -121,10 +121,10 @@ def _table(out: Any, headers: list[str], rows: list[list[str]], max_width: int =
         return
     cells = [[_clip(c, max_width) for c in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-    print("  " + "  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)), file=out)
+    print(("  " + "  ".join(h.upper().ljust(w) for h, w in zip(headers, widths))).rstrip(), file=out)
     print("  " + "  ".join("─" * w for w in widths), file=out)
     for row in cells:
-        print("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)), file=out)
+        print(("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths))).rstrip(), file=out)
 
 
 def _clip(text: str, width: int) -> str:

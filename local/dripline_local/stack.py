@@ -74,6 +74,13 @@ class LocalStack:
         from dripline_local.logs import quiet_library_noise, route_lambda_output
 
         os.environ["AWS_ACCOUNT_ID_ENDPOINT_MODE"] = "disabled"
+        # Powertools reads its settings when dripline.observability is first imported:
+        # give it the template's before anything of Dripline's is.
+        from dripline_local.lambdas import Resolver, function_environment
+        from dripline_local.template import load_template
+
+        template_env = function_environment(Resolver(load_template(), region=self.region, endpoint_url="http://localhost"))
+        os.environ.update({k: v for k, v in template_env.items() if k.startswith("POWERTOOLS_")})
         quiet_library_noise()
         if self.route_stdout:
             # Before any handler (and its Powertools logger) is imported.
