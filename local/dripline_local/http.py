@@ -1,7 +1,9 @@
 """The local API Gateway: HTTP requests -> HTTP API (payload 2.0) events -> the API handler.
 
-- Every route except the public ones (`/health`, `/openapi.json`, `/docs`,
-  `/unsubscribe/...`) needs `Authorization: Bearer <JWT>`, verified the way an HTTP API
+- Requests are matched to the API function's HttpApi routes in infra/template.yaml
+  (most specific first, as API Gateway does; no route is 404). Every route except
+  those with `Auth: {Authorizer: NONE}` (`/health`, `/openapi.json`, `/docs`,
+  `/unsubscribe/{token}`) needs `Authorization: Bearer <JWT>`, verified the way an HTTP API
   JWT authorizer verifies it (signature, issuer, audience, expiry). A missing or
   invalid token is answered 401 `{"message":"Unauthorized"}` without invoking the
   handler; a valid one's claims land in `requestContext.authorizer.jwt.claims`, as
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 import threading
 import time
@@ -122,6 +125,64 @@ def is_public(path: str) -> bool:
     return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
+@dataclass(frozen=True)
+class Route:
+    """One HTTP API route (`GET /unsubscribe/{token}`, `ANY /{proxy+}`) and its auth."""
+
+    method: str
+    path: str
+    public: bool
+
+    @property
+    def key(self) -> str:
+        return f"{self.method} {self.path}"
+
+    def match(self, method: str, path: str) -> dict[str, str] | None:
+        if self.method not in ("ANY", method):
+            return None
+        pattern = ""
+        for part in re.split(r"(\{[^}]+\})", self.path):
+            if part.startswith("{") and part.endswith("+}"):
+                pattern += f"(?P<{_group(part[1:-2])}>.+)"
+            elif part.startswith("{"):
+                pattern += f"(?P<{_group(part[1:-1])}>[^/]+)"
+            else:
+                pattern += re.escape(part)
+        found = re.fullmatch(pattern, path)
+        if found is None:
+            return None
+        names = re.findall(r"\{([^}+]+)\+?\}", self.path)
+        return {name: found.group(_group(name)) for name in names}
+
+    def specificity(self) -> tuple[bool, int, bool]:
+        """API Gateway prefers exact paths, then fewer variables, greedy last; then a method over ANY."""
+        return ("+}" in self.path, self.path.count("{"), self.method == "ANY")
+
+
+def _group(name: str) -> str:
+    return "p_" + re.sub(r"\W", "_", name)
+
+
+def routes_from_template(template: dict[str, Any], function_id: str = "ApiFunction") -> list[Route]:
+    """The API function's HttpApi routes; `Auth: {Authorizer: NONE}` ones are public."""
+    function = template.get("Resources", {}).get(function_id, {})
+    routes = []
+    for event in function.get("Properties", {}).get("Events", {}).values():
+        if event.get("Type") != "HttpApi":
+            continue
+        props = event.get("Properties", {})
+        authorizer = (props.get("Auth") or {}).get("Authorizer")
+        routes.append(Route(str(props.get("Method", "ANY")).upper().replace("X-AMAZON-APIGATEWAY-ANY-METHOD", "ANY"), props.get("Path", "/{proxy+}"), authorizer == "NONE"))
+    return routes
+
+
+def select_route(routes: list[Route], method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+    matches = [(route, params) for route in routes if (params := route.match(method, path)) is not None]
+    if not matches:
+        return None
+    return min(matches, key=lambda m: m[0].specificity())
+
+
 class LocalHttpApp:
     """Turns one HTTP request into a Response; no sockets here (unit-testable)."""
 
@@ -134,7 +195,11 @@ class LocalHttpApp:
         domain: str = "127.0.0.1",
         log: Callable[[str], None] | None = None,
         max_body: int = MAX_BODY_BYTES,
+        routes: list[Route] | None = None,
     ) -> None:
+        # Without routes (no HttpApi events in the template): one $default route behind
+        # the authorizer, except the public paths of API.md.
+        self.routes = routes or None
         self.api = api
         self.auth = auth
         self.control = control
@@ -149,12 +214,20 @@ class LocalHttpApp:
             return Response.json(413, {"message": f"Request body is larger than {self.max_body // 1024} KiB"})
         if path == "/_local" or path.startswith("/_local/"):
             return self._local(method, path, raw_query, body)
+        if self.routes is None:
+            route_key, public, path_parameters = "$default", is_public(path), None
+        else:
+            selected = select_route(self.routes, method, path)
+            if selected is None:
+                return Response.json(404, {"message": "Not Found"})
+            route, path_parameters = selected
+            route_key, public = route.key, route.public
         claims = None
-        if not is_public(path):
+        if not public:
             claims = self.auth.verify(_header(headers, "authorization"))
             if claims is None:
                 return Response.json(401, {"message": "Unauthorized"}, [("WWW-Authenticate", "Bearer")])
-        event = self._event(method, raw_path, raw_query, headers, body, source_ip, claims)
+        event = self._event(method, raw_path, raw_query, headers, body, source_ip, claims, route_key, path_parameters)
         try:
             result = self.api(event)
         except Exception as exc:
@@ -175,6 +248,8 @@ class LocalHttpApp:
         body: bytes,
         source_ip: str,
         claims: dict[str, Any] | None,
+        route_key: str = "$default",
+        path_parameters: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         merged: dict[str, str] = {}
         cookies: list[str] = []
@@ -202,7 +277,7 @@ class LocalHttpApp:
                 "userAgent": merged.get("user-agent", ""),
             },
             "requestId": request_id,
-            "routeKey": "$default",
+            "routeKey": route_key,
             "stage": "$default",
             "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
             "timeEpoch": int(now.timestamp() * 1000),
@@ -211,7 +286,7 @@ class LocalHttpApp:
             context["authorizer"] = {"jwt": {"claims": _claims_as_strings(claims), "scopes": None}}
         event: dict[str, Any] = {
             "version": "2.0",
-            "routeKey": "$default",
+            "routeKey": route_key,
             "rawPath": raw_path,
             "rawQueryString": raw_query,
             "headers": merged,
@@ -222,6 +297,8 @@ class LocalHttpApp:
             event["cookies"] = cookies
         if query:
             event["queryStringParameters"] = query
+        if path_parameters:
+            event["pathParameters"] = path_parameters
         if body:
             content_type = merged.get("content-type", "application/json").lower()
             text = _as_text(body) if content_type.startswith(TEXT_TYPES) or not content_type else None

@@ -92,7 +92,7 @@ class LocalStack:
         from dripline.settings import Settings
         from dripline.storage import models
         from dripline_local import emails
-        from dripline_local.http import LocalHttpApp, LocalHttpServer, TokenAuthority
+        from dripline_local.http import LocalHttpApp, LocalHttpServer, TokenAuthority, routes_from_template
         from dripline_local.lambdas import ACCOUNT_ID, Resolver, function_environment, load_functions
         from dripline_local.moto_lock import serialise_dynamodb
         from dripline_local.moto_tuning import cache_backend_lookup
@@ -170,6 +170,7 @@ class LocalStack:
             control=_Control(self),
             domain=shown_host,
             log=self.logger.warning,
+            routes=routes_from_template(load_template(), self.functions["api"].logical_id),
         )
         self._http.serve(app)
         self.poller.start()

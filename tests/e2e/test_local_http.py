@@ -175,3 +175,20 @@ def test_local_clock_tick_and_emails_routes(auth):
     assert control.ticks == 1
     assert json.loads(app.handle("GET", "/_local/emails?to=a%40b.c", [], b"").body) == {"items": [{"to": ["a@b.c"]}]}
     assert app.handle("GET", "/_local/nope", [], b"").status == 404
+
+
+def test_routes_come_from_the_template_and_public_ones_skip_the_authorizer(auth):
+    from dripline_local.http import routes_from_template
+    from dripline_local.template import load_template
+
+    api = FakeApi()
+    app = LocalHttpApp(api=api, auth=auth, control=FakeControl(), routes=routes_from_template(load_template()))
+    assert app.handle("GET", "/health", [], b"").status == 200
+    assert api.events[-1]["routeKey"] == "GET /health" and "authorizer" not in api.events[-1]["requestContext"]
+    assert app.handle("POST", "/unsubscribe/abc.def", [], b"").status == 200
+    assert api.events[-1]["pathParameters"] == {"token": "abc.def"}
+    # Another method on a public path falls to the authorized catch-all route.
+    assert app.handle("DELETE", "/health", [], b"").status == 401
+    assert app.handle("GET", "/contacts/c1/runs", bearer(auth.mint("acme")), b"").status == 200
+    assert api.events[-1]["routeKey"] == "ANY /{proxy+}" and api.events[-1]["pathParameters"] == {"proxy": "contacts/c1/runs"}
+    assert app.handle("GET", "/", [], b"").status == 404  # no route
