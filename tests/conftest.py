@@ -16,7 +16,7 @@ for name, value in {
     "AWS_REGION": "us-east-1",
     "POWERTOOLS_METRICS_NAMESPACE": "DriplineTest",
     "POWERTOOLS_SERVICE_NAME": "dripline-test",
-    "POWERTOOLS_LOG_LEVEL": "WARNING",
+    "POWERTOOLS_LOG_LEVEL": "INFO",  # as deployed: log calls must work at INFO
     "POWERTOOLS_METRICS_DISABLED": "true",
 }.items():
     os.environ[name] = value

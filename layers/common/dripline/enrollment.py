@@ -136,6 +136,7 @@ def handle_stream_record(record, settings: Settings) -> EnrollmentReport:
         raise ValueError(f"unexpected stream event {record.event_name!r}")
     logger.info(
         "enrollment record processed",
-        extra={"event": name, "created": len(report.created), "cancelled": report.cancelled, "skipped": report.skipped},
+        # Not "created": that name is reserved by logging.LogRecord.
+        extra={"event": name, "runs_created": len(report.created), "runs_cancelled": report.cancelled, "skipped": report.skipped},
     )
     return report
