@@ -1,4 +1,5 @@
 """Every rule of API.md: a 4xx whose message names the field, and nothing written."""
+import base64
 import json
 
 import pytest
@@ -248,3 +249,20 @@ def test_a_task_status_must_be_open_or_done(api, snapshot):
     reply = api.patch("/tasks/whatever", {"status": "finished"})
     assert (reply.status, reply.body["field"]) == (422, "status")
     assert snapshot() == before
+
+
+def test_a_body_is_json_whatever_its_content_type(api):
+    # curl -d sends application/x-www-form-urlencoded; the API speaks only JSON
+    event = api.event("POST", "/contacts", {"email": "form@example.com"})
+    event["headers"]["content-type"] = "application/x-www-form-urlencoded"
+    assert api.send(event).status == 201
+    event = api.event("POST", "/contacts", raw_body="email=form@example.com")
+    event["headers"]["content-type"] = "application/x-www-form-urlencoded"
+    assert api.send(event).status == 400
+
+
+def test_a_base64_encoded_body_is_decoded(api):
+    event = api.event("POST", "/contacts", raw_body=base64.b64encode(b'{"email": "b64@example.com"}').decode())
+    event["isBase64Encoded"] = True
+    reply = api.send(event)
+    assert reply.status == 201 and reply.body["email"] == "b64@example.com"

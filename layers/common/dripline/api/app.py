@@ -81,7 +81,19 @@ def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return _raw(errors.error_response(401, "Unauthorized"))
     if body_size(event) > MAX_BODY_BYTES:
         return _raw(errors.error_response(413, f"body: larger than {MAX_BODY_BYTES // 1024} KiB", "body"))
-    return resolver().resolve(event, context)
+    return resolver().resolve(_as_json(event), context)
+
+
+def _as_json(event: dict[str, Any]) -> dict[str, Any]:
+    """Every body is JSON (API.md), whatever Content-Type says: `curl -d` sends a form type.
+
+    A body that is not JSON is then a 400, never a form silently parsed into nothing.
+    """
+    if not event.get("body"):
+        return event
+    headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-type"}
+    headers["content-type"] = content_types.APPLICATION_JSON
+    return {**event, "headers": headers}
 
 
 def _raw(response: Response) -> dict[str, Any]:
