@@ -12,11 +12,6 @@ from dripline_local.seed import welcome_pipeline
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.xfail(
-    reason="dripline/enrollment.py logs extra={'created': ...} (a reserved LogRecord attribute): at INFO each "
-    "enrollment is retried 4 times and bisected, which multiplies the work; fast once fixed",
-    strict=False,
-)
 def test_thirty_days_for_200_contacts_takes_seconds(local_stack, stack_log):
     team = f"scale-{uuid.uuid4().hex[:8]}"
     api = local_stack.client(team)
