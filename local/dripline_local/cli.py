@@ -62,8 +62,12 @@ def run_local(args: argparse.Namespace) -> int:
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
+        if stopping.is_set():  # a second Ctrl-C: stop now
+            os._exit(130)
         stopping.set()
 
+    # Installed explicitly: a shell's background job would otherwise ignore SIGINT.
+    signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
         stack.start()
