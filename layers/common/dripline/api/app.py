@@ -18,13 +18,14 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Serve
 from dripline import runtime
 from dripline.api import errors
 from dripline.api.identity import is_public, team_from_event
-from dripline.api.routes import automatic, contacts, health, pipelines, runs, tasks
+from dripline.api.routes import automatic, contacts, health, pipelines, runs, tasks, unsubscribe
 
 MAX_BODY_BYTES = 256 * 1024
 TITLE = "Dripline"
 API_VERSION = "1.0.0"
 DESCRIPTION = (
-    "Timed contact pipelines (drip sequences). Every route except `/health`, `/openapi.json` and `/docs` "
+    "Timed contact pipelines (drip sequences). Every route except `/health`, `/openapi.json`, `/docs` "
+    "and the signed `/unsubscribe/{token}` link "
     "needs `Authorization: Bearer <JWT>` (a Cognito ID token carrying `custom:team_id`); the team comes "
     "from the token only. Errors are JSON with a `message` naming the offending field: 400 malformed JSON "
     "or pagination token, 401 no/invalid token, 404 unknown id (or another team's), 409 conflict, "
@@ -41,7 +42,7 @@ def build_resolver() -> APIGatewayHttpResolver:
         servers=[Server(url="/")],
         security_schemes={"bearerAuth": HTTPBearer(bearerFormat="JWT")},
     )
-    for module in (health, pipelines, automatic, contacts, runs, tasks):
+    for module in (health, pipelines, automatic, contacts, runs, tasks, unsubscribe):
         app.include_router(module.router)
 
     @app.get("/openapi.json", include_in_schema=False)
