@@ -22,10 +22,6 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-# Blocked on code outside the local stack (remove the mark when fixed; it XPASSes then):
-UNSUBSCRIBE_NOT_ROUTED = pytest.mark.xfail(reason="the API does not route /unsubscribe/{token} yet (issue 3)", strict=False)
-
-
 def parse(iso: str) -> datetime:
     return datetime.fromisoformat(iso.replace("Z", "+00:00"))
 
@@ -89,7 +85,6 @@ def test_a_drip_runs_end_to_end(local_stack, stack_log):
     assert stats["emails"]["sent"] == 6
 
 
-@UNSUBSCRIBE_NOT_ROUTED
 def test_the_unsubscribe_link_of_an_email_works_without_a_token(local_stack, stack_log):
     team = unique("unsub")
     api = local_stack.client(team)
