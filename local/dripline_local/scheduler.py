@@ -74,37 +74,6 @@ def minute_at_or_after(when: datetime) -> datetime:
     return floor if floor == when else floor + MINUTE
 
 
-def earliest_due(due_shards: int, scan_limit: int = 200) -> datetime | None:
-    """When the processor next has something to do: the earliest pending next_step_at,
-    or lease expiry of a running run, over every shard of the due index.
-
-    Unlike taking the first item of each shard, this looks past `running` runs (whose
-    next_step_at is old but which only become due when their lease expires) to the
-    pending run behind them, so skipping minutes never makes a step late.
-    """
-    from dripline.storage.models import PipelineRun
-
-    earliest: datetime | None = None
-
-    def consider(moment: datetime | None) -> None:
-        nonlocal earliest
-        if moment is not None and (earliest is None or moment < earliest):
-            earliest = moment
-
-    for n in range(due_shards):
-        query = PipelineRun.due_index.query(f"due#{n}", scan_index_forward=True, page_size=50)
-        for seen, item in enumerate(query):
-            if item.status == "running" and item.lease_expires_at is not None:
-                consider(item.lease_expires_at)
-                if seen >= scan_limit:  # pathological: tick now rather than guess
-                    consider(item.next_step_at)
-                    break
-                continue
-            consider(item.next_step_at)
-            break
-    return earliest
-
-
 class Scheduler:
     def __init__(
         self,

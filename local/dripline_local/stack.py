@@ -97,7 +97,8 @@ class LocalStack:
         from dripline_local.moto_lock import serialise_dynamodb
         from dripline_local.moto_tuning import cache_backend_lookup
         from dripline_local.resources import create_resources
-        from dripline_local.scheduler import Scheduler, VirtualClock, earliest_due
+        from dripline.storage.runs import next_due_at
+        from dripline_local.scheduler import Scheduler, VirtualClock
         from dripline_local.streams import EventSourceConfig, StreamPoller, sqs_destination
         from dripline_local.template import load_template, stream_event_source
 
@@ -155,7 +156,7 @@ class LocalStack:
             clock=self.clock,
             invoke=processor.invoke,
             drain=self.poller.drain,
-            next_due=lambda: earliest_due(self.settings.due_shards),
+            next_due=lambda: next_due_at(self.settings.due_shards),
             tick_seconds=self.tick_seconds,
             rule_arn=f"arn:aws:events:{self.region}:{ACCOUNT_ID}:rule/{processor.name}-EveryMinute",
             region=self.region,

@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 
 from dripline import clock
 from dripline.processor import Clients, Processor
-from dripline.settings import DeliveryPolicy
+from dripline.settings import DeliveryPolicy, Settings
 from dripline.storage import runs, stats, tasks
 from dripline.storage.models import PipelineRun
 from functions.enrollment import app as enrollment_app
@@ -339,3 +339,21 @@ def test_step_of_a_deleted_contact_cancels_the_run(aws, stream, settings):
     summary = stats.read(TEAM, pipeline.pipeline_id, [(1, "send_email")])
     assert summary["runs"] == {"total": 1, "pending": 0, "running": 0, "completed": 0, "failed": 0, "cancelled": 1}
     assert sent_emails() == []
+
+
+def test_next_due_looks_past_a_running_run_to_the_pending_one_behind_it(aws, stream, frozen_clock):
+    one_shard = Settings(due_shards=1)
+    from dripline import runtime
+
+    runtime.configure(one_shard)
+    make_pipeline(TEAM, [EMAIL_STEP])
+    first = put_contact(TEAM, "first@example.com")
+    enroll(stream)
+    frozen_clock.advance(30)
+    put_contact(TEAM, "second@example.com")
+    enroll(stream)
+    (candidate, _) = list(runs.due_candidates("due#0", clock.now()))
+    assert candidate.run_id == the_run(first).run_id
+    runs.claim(candidate, clock.now(), lease_seconds=300)  # first: running, lease for 5 minutes
+
+    assert runs.next_due_at(1) == frozen_clock.now()  # second is due now, not when the lease ends

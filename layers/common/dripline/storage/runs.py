@@ -159,14 +159,30 @@ def due_candidates(shard: str, now: datetime, page_size: int = 200) -> Iterator[
         yield DueCandidate(item.owner, item.run_id, item.status, item.next_step_at, item.lease_expires_at)
 
 
-def next_due_at(due_shards: int) -> datetime | None:
-    """The earliest next_step_at in the due index (lets the local clock skip idle minutes)."""
+def next_due_at(due_shards: int, scan_limit: int = 200) -> datetime | None:
+    """When the processor next has something to do: the earliest pending next_step_at,
+    or lease expiry of a running run, over every shard of the due index.
+
+    Lets the local stack's virtual clock skip idle minutes. A `running` run sorts by its
+    old next_step_at but is only due when its lease expires, so the search looks past
+    such runs to the first pending run behind them: skipping never makes a step late.
+    """
     earliest: datetime | None = None
+
+    def consider(moment: datetime | None) -> None:
+        nonlocal earliest
+        if moment is not None and (earliest is None or moment < earliest):
+            earliest = moment
+
     for n in range(due_shards):
-        for item in PipelineRun.due_index.query(f"due#{n}", limit=1, scan_index_forward=True):
-            moment = item.lease_expires_at if item.status == RunStatus.RUNNING.value and item.lease_expires_at else item.next_step_at
-            if earliest is None or moment < earliest:
-                earliest = moment
+        for seen, item in enumerate(PipelineRun.due_index.query(f"due#{n}", page_size=50)):
+            if item.status == RunStatus.RUNNING.value and item.lease_expires_at is not None:
+                consider(item.lease_expires_at)
+                if seen >= scan_limit:  # pathological: tick now rather than guess
+                    consider(item.next_step_at)
+                    break
+                continue
+            consider(item.next_step_at)
             break
     return earliest
 
