@@ -181,6 +181,15 @@ def test_attribute_numbers_must_be_finite(api, snapshot):
     assert snapshot() == before
 
 
+def test_attribute_numbers_must_fit_dynamodb(api, snapshot):
+    before = snapshot()
+    for number in ("1e-200", "1e200", "1" * 39):
+        reply = api.post("/contacts", raw_body='{"email": "ada@example.com", "attributes": {"score": %s}}' % number)
+        assert (reply.status, reply.body["field"]) == (422, "attributes"), number
+    assert api.post("/contacts", {"email": "ada@example.com", "attributes": {"score": 1e-100, "big": 10**37}}).status == 201
+    assert len(snapshot()["contacts_table"]) == len(before["contacts_table"]) + 1
+
+
 PATCH_CASES = [
     ("email null", {"email": None}, "email"),
     ("email invalid", {"email": "nope"}, "email"),

@@ -96,3 +96,9 @@ def test_no_policy_grants_a_wildcard_resource(resources):
                     continue
                 targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
                 assert "*" not in targets, f"{name}: {statement}"
+
+
+def test_processor_may_send_raw_email(resources):
+    # SES authorizes SendEmail with Raw content (ours: List-Unsubscribe headers) as SendRawEmail.
+    role = json.dumps(resources["ProcessorFunctionRole"])
+    assert "ses:SendEmail" in role and "ses:SendRawEmail" in role

@@ -172,3 +172,14 @@ def test_archived_pipeline_enrolls_nobody(aws, stream):
     assert deliver(stream.read()) == {"batchItemFailures": []}
     assert runs.runs_of(TEAM, "contact", contact.contact_id) == []
     assert RunStatus.PENDING.active
+
+
+def test_insert_enrolls_only_manual_pipelines_still_assigned(aws, stream):
+    kept = make_pipeline(TEAM, [EMAIL_STEP], automatic=False, name="kept")
+    dropped = make_pipeline(TEAM, [EMAIL_STEP], automatic=False, name="dropped")
+    contact = put_contact(TEAM, "ada@example.com", pipeline_ids=[kept.pipeline_id, dropped.pipeline_id])
+    contact.update(actions=[type(contact).pipeline_ids.set([kept.pipeline_id])])  # before enrollment ran
+
+    deliver(stream.read())  # INSERT (both ids) then MODIFY (one removed)
+
+    assert [r.pipeline_id for r in runs.runs_of(TEAM, "contact", contact.contact_id)] == [kept.pipeline_id]

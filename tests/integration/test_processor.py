@@ -357,3 +357,105 @@ def test_next_due_looks_past_a_running_run_to_the_pending_one_behind_it(aws, str
     runs.claim(candidate, clock.now(), lease_seconds=300)  # first: running, lease for 5 minutes
 
     assert runs.next_due_at(1) == frozen_clock.now()  # second is due now, not when the lease ends
+
+
+def test_transient_storage_error_before_the_action_is_retried_not_lost(aws, stream, settings, frozen_clock, monkeypatch):
+    from dripline.storage import contacts as contact_storage
+
+    make_pipeline(TEAM, [EMAIL_STEP])
+    contact = put_contact(TEAM, "ada@example.com")
+    enroll(stream)
+    real_find = contact_storage.find_contact
+    failures = iter([ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, "GetItem")])
+
+    def flaky_find(*args):
+        failure = next(failures, None)
+        if failure:
+            raise failure
+        return real_find(*args)
+
+    monkeypatch.setattr(contact_storage, "find_contact", flaky_find)
+    assert Processor(settings).tick().outcomes["retried"] == 1
+    run = the_run(contact)
+    assert run.status == "pending" and run.attempts == 1 and run.last_error.startswith("ProvisionedThroughput")
+
+    frozen_clock.set(run.next_step_at)
+    Processor(settings).tick()
+
+    assert the_run(contact).status == "completed" and len(sent_emails()) == 1
+
+
+def test_a_step_that_keeps_killing_its_processor_ends_failed(aws, stream, settings, frozen_clock):
+    from dripline import actions
+
+    class KillsTheProcess:
+        name, idempotent, executions = "kills_the_process", True, 0
+
+        def validate(self, step):
+            pass
+
+        def execute(self, ctx):
+            KillsTheProcess.executions += 1
+            raise SystemExit("Lambda timed out")  # not an Exception: nothing catches it
+
+    actions.register(KillsTheProcess())
+    make_pipeline(TEAM, [{"step_number": 1, "action_type": "kills_the_process", "delay_seconds": 0}])
+    contact = put_contact(TEAM, "ada@example.com")
+    enroll(stream)
+
+    ticks = 0
+    while the_run(contact).status != "failed" and ticks < 10:
+        with pytest.raises(SystemExit):
+            Processor(settings).tick()
+        ticks += 1
+        frozen_clock.advance(settings.lease_seconds + 1)
+        if ticks == settings.max_attempts:
+            Processor(settings).tick()  # this reclaim finds the attempts used up
+
+    run = the_run(contact)
+    assert run.status == "failed" and run.last_error == "lease_expired_too_often"
+    assert KillsTheProcess.executions == settings.max_attempts
+
+
+def test_retry_of_a_run_cancelled_mid_step_leaves_it_cancelled_and_unleased(aws, stream, settings):
+    import boto3
+
+    make_pipeline(TEAM, [EMAIL_STEP])
+    contact = put_contact(TEAM, "ada@example.com")
+    enroll(stream)
+
+    class ThrottledWhileCancelled(FlakySES):
+        def send_email(self, **kwargs):
+            runs.cancel_run(the_run(contact), clock.now(), "removed_by_user")
+            raise ClientError({"Error": {"Code": "Throttling", "Message": "slow"}}, "SendEmail")
+
+    report = processor_with_ses(settings, ThrottledWhileCancelled(boto3.client("sesv2"), "", 0)).tick()
+
+    run = the_run(contact)
+    assert report.outcomes["cancelled"] == 1 and run.status == "cancelled"
+    assert run.lease_owner is None and run.lease_expires_at is None
+
+
+def test_contact_fields_cannot_break_the_subject_line(aws, stream, settings):
+    make_pipeline(TEAM, [EMAIL_STEP])
+    contact = put_contact(TEAM, "ada@example.com", first_name="Ada\r\nBcc: evil@example.com")
+    enroll(stream)
+
+    Processor(settings).tick()
+
+    assert the_run(contact).status == "completed"
+    (message,) = sent_emails()
+    assert message["Subject"] == "Welcome Ada Bcc: evil@example.com" and message["Bcc"] is None
+
+
+def test_task_from_an_empty_message_gets_a_default_title(aws, stream, settings):
+    step = {"step_number": 1, "action_type": "create_task", "delay_seconds": 0, "message": "{{ contact.attributes.note }}"}
+    make_pipeline(TEAM, [step])
+    contact = put_contact(TEAM, "ada@example.com")
+    enroll(stream)
+
+    Processor(settings).tick()
+
+    assert the_run(contact).status == "completed"
+    (task,), _ = tasks.list_tasks(TEAM, contact_id=contact.contact_id)
+    assert task.title == "Follow up"

@@ -42,7 +42,8 @@ def on_insert(new: Contact, settings: Settings) -> EnrollmentReport:
     current = contacts.find_contact(new.team_id, new.contact_id)
     if current is None or current.unsubscribed:
         return report  # deleted or unsubscribed since: enrolling now would only be undone
-    manual = list(dict.fromkeys(new.pipeline_ids or []))
+    # The manual set as it is now: one removed since this record was written gets no run.
+    manual = [p for p in dict.fromkeys(new.pipeline_ids or []) if p in set(current.pipeline_ids or [])]
     automatic = [a.pipeline_id for a in pipelines.list_automatic(new.team_id, CONTACT)]
     for pipeline_id in dict.fromkeys(manual + automatic):
         source = Source.MANUAL if pipeline_id in manual else Source.AUTOMATIC

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
 
 import boto3
 from botocore.config import Config
@@ -50,15 +49,13 @@ RETRYABLE_ERROR_CODES = frozenset(
 
 
 class Clients:
-    """AWS clients the actions use, created on first use and reused across ticks."""
+    """AWS clients the actions use, created once (before any worker thread) and reused."""
 
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-
-    @cached_property
-    def sesv2(self):
-        config = Config(connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 3})
-        return boto3.client("sesv2", region_name=self._settings.region, config=config)
+        # No SDK retries: a retried SendEmail after a read timeout or a 5xx may send the
+        # email twice. The engine retries what is safe to retry, with backoff.
+        config = Config(connect_timeout=3, read_timeout=10, retries={"total_max_attempts": 1})
+        self.sesv2 = boto3.session.Session().client("sesv2", region_name=settings.region, config=config)
 
 
 @dataclass
@@ -200,21 +197,30 @@ class Processor:
         return self._observe(claimed, result, decision, written, executed_at)
 
     def _execute(self, claimed: ClaimedRun):
+        """Run the claimed step's action; every failure becomes an ActionResult."""
         try:
             pipeline = pipelines.get_version(claimed.team_id, claimed.pipeline_id, claimed.pipeline_version)
         except NotFound:
             return ActionResult.failed("pipeline_version_missing", retryable=False), None
+        except Exception as exc:  # noqa: BLE001 - the action was not attempted: safe to retry
+            return classify(exc, idempotent=True, policy=self.settings.delivery_policy), None
         step = pipeline.step(claimed.step_number)
         action = actions.get(step.action_type) if step else None
         if step is None or action is None:
             reason = "step_missing" if step is None else f"unknown_action: {step.action_type}"
             return ActionResult.failed(reason, retryable=False), pipeline
         if claimed.reclaimed:
+            if claimed.attempts >= self.settings.max_attempts:
+                # The step keeps outliving its lease (it kills or outlasts the processor).
+                return ActionResult.failed("lease_expired_too_often", retryable=False), pipeline
             decided = engine.outcome_of_reclaimed_step(action.idempotent, self.settings.delivery_policy)
             if decided is not None:
                 logger.warning("step outcome unknown after lease expiry; not repeated", extra={"run_id": claimed.run_id})
                 return decided, pipeline
-        contact = contacts.find_contact(claimed.team_id, claimed.pipelineable_id)
+        try:
+            contact = contacts.find_contact(claimed.team_id, claimed.pipelineable_id)
+        except Exception as exc:  # noqa: BLE001 - the action was not attempted: safe to retry
+            return classify(exc, idempotent=True, policy=self.settings.delivery_policy), pipeline
         if contact is None:
             return ActionResult.stop("contact_deleted"), pipeline
         ctx = ActionContext(
@@ -245,9 +251,9 @@ class Processor:
         else:
             after = RunStatus(written)
         history = decision.history
-        if history is None:
+        if history is None:  # a retry was scheduled (or the run was cancelled meanwhile)
             stats.step_finished(claimed.team_id, claimed.pipeline_id, after=after)
-            return RunOutcome("retried" if decision.retried else written)
+            return RunOutcome("retried" if written == RunStatus.PENDING.value else written)
         lateness = max(0.0, (executed_at - claimed.scheduled_at).total_seconds())
         email_sent = history.action_type == "send_email" and history.outcome is Outcome.SUCCEEDED
         stats.step_finished(

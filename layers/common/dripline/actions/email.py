@@ -42,7 +42,8 @@ class SendEmail:
         message = EmailMessage()
         message["From"] = settings.email_from
         message["To"] = contact.email
-        message["Subject"] = templating.render_text(str(ctx.step.data["subject"]), context).replace("\n", " ").strip()
+        # One line whatever the contact's fields hold (a CR or LF would be a header injection).
+        message["Subject"] = " ".join(templating.render_text(str(ctx.step.data["subject"]), context).split())
         message["Date"] = formatdate(ctx.now.timestamp(), usegmt=True)
         message["Message-ID"] = make_msgid(domain="dripline")
         message["List-Unsubscribe"] = f"<{link}>"

@@ -13,6 +13,7 @@ from dripline.storage import tasks
 from dripline.storage.models import Task
 
 MAX_DUE_IN_SECONDS = 366 * 86400
+DEFAULT_TITLE = "Follow up"  # when the message renders empty for this contact
 
 
 class CreateTask:
@@ -37,7 +38,7 @@ class CreateTask:
     def execute(self, ctx: ActionContext) -> ActionResult:
         context = {"contact": ctx.contact.template_context(), "pipeline": {"name": ctx.pipeline.name}}
         description = templating.render_text(ctx.step.message, context).strip()
-        title = ctx.step.data.get("title") or description.splitlines()[0]
+        title = ctx.step.data.get("title") or (description.splitlines() or [DEFAULT_TITLE])[0]
         due_in = ctx.step.data.get("due_in_seconds")
         task_id = uuid.uuid5(uuid.NAMESPACE_URL, f"dripline:task:{ctx.run.run_id}:{ctx.step.step_number}").hex
         task, created = tasks.create_task(

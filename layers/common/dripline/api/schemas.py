@@ -71,6 +71,8 @@ def check_attributes(value: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"values may nest at most {MAX_ATTRIBUTE_DEPTH} levels")
         if isinstance(node, float) and not math.isfinite(node):
             raise ValueError("numbers must be finite")
+        if isinstance(node, (int, float)) and not isinstance(node, bool) and not _storable_number(node):
+            raise ValueError("numbers must have at most 38 digits and a magnitude within 1e-130..1e125")
         if isinstance(node, dict):
             for child in node.values():
                 walk(child, depth + 1)
@@ -80,6 +82,13 @@ def check_attributes(value: dict[str, Any]) -> dict[str, Any]:
 
     walk(value, 1)
     return value
+
+
+def _storable_number(number: int | float) -> bool:
+    """DynamoDB numbers: up to 38 significant digits, magnitude 1e-130 .. 9.99e125."""
+    if isinstance(number, int):
+        return len(str(abs(number))) <= 38
+    return number == 0 or 1e-130 <= abs(number) < 1e126
 
 
 def check_pipeline_ids(value: list[str]) -> list[str]:

@@ -207,8 +207,8 @@ class PipelineRun(Model):
     pipelineable_type = UnicodeAttribute()
     pipelineable_id = UnicodeAttribute()
     source = UnicodeAttribute()  # automatic | manual
-    # What caused this enrollment (e.g. "insert", "modify:<time>", "api:<request id>"):
-    # a redelivered cause finds its run and creates nothing.
+    # What caused this enrollment: "insert" (the contact's creation) or "assign:<time>" (the
+    # contact write that assigned the pipeline). A redelivered cause finds its run.
     enrollment_key = UnicodeAttribute()
     status = UnicodeAttribute()
     current_step = NumberAttribute(null=True)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 
-from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
+from pynamodb.transactions import TransactWrite
 
 from dripline.domain import PipelineSpec, Step
 from dripline.errors import Conflict, NotFound
@@ -20,6 +21,8 @@ from dripline.storage.models import (
     version_sk,
 )
 from dripline.storage.util import is_condition_failure
+
+TRANSACTION_CANCELLED = "TransactionCanceledException"
 
 
 @dataclass(frozen=True)
@@ -40,10 +43,9 @@ class Pipeline:
 def create_pipeline(
     team_id: str, *, name: str, model_type: str, steps: Sequence[Step], now: datetime, automatic: bool = False
 ) -> Pipeline:
+    """Head, first version and (if asked) the automatic setting, all or nothing."""
     pipeline_id = uuid.uuid4().hex
-    # The version is written before the head, so a head never names a missing version.
-    _put_version(team_id, pipeline_id, 1, name, model_type, steps, now)
-    PipelineHead(
+    head = PipelineHead(
         team_id,
         pipeline_sk(pipeline_id),
         pipeline_id=pipeline_id,
@@ -53,9 +55,12 @@ def create_pipeline(
         status="active",
         created_at=now,
         updated_at=now,
-    ).save(condition=PipelineHead.sk.does_not_exist())
-    if automatic:
-        set_automatic(team_id, pipeline_id, model_type, now)
+    )
+    with _transaction() as writes:
+        writes.save(_version(team_id, pipeline_id, 1, name, model_type, steps, now), condition=PipelineVersion.sk.does_not_exist())
+        writes.save(head, condition=PipelineHead.sk.does_not_exist())
+        if automatic:
+            writes.save(_automatic(team_id, pipeline_id, model_type, now), condition=AutomaticPipeline.sk.does_not_exist())
     return get_pipeline(team_id, pipeline_id)
 
 
@@ -74,19 +79,25 @@ def update_pipeline(
     if head.status != "active":
         raise Conflict("pipeline is archived")
     new_version = int(head.version) + 1
-    _put_version(team_id, pipeline_id, new_version, name, model_type, steps, now)
+    # One transaction: a version written without its head would block every later update.
     try:
-        head.update(
-            actions=[
-                PipelineHead.version.set(new_version),
-                PipelineHead.name.set(name),
-                PipelineHead.model_type.set(model_type),
-                PipelineHead.updated_at.set(now),
-            ],
-            condition=(PipelineHead.version == head.version) & (PipelineHead.status == "active"),
-        )
-    except UpdateError as exc:
-        if is_condition_failure(exc):
+        with _transaction() as writes:
+            writes.save(
+                _version(team_id, pipeline_id, new_version, name, model_type, steps, now),
+                condition=PipelineVersion.sk.does_not_exist(),
+            )
+            writes.update(
+                head,
+                actions=[
+                    PipelineHead.version.set(new_version),
+                    PipelineHead.name.set(name),
+                    PipelineHead.model_type.set(model_type),
+                    PipelineHead.updated_at.set(now),
+                ],
+                condition=(PipelineHead.version == head.version) & (PipelineHead.status == "active"),
+            )
+    except TransactWriteError as exc:
+        if exc.cause_response_code == TRANSACTION_CANCELLED:
             raise Conflict("pipeline was changed concurrently; retry") from exc
         raise
     if automatic is True:
@@ -168,9 +179,7 @@ def set_automatic(team_id: str, pipeline_id: str, model_type: str, now: datetime
     head = _head(team_id, pipeline_id)
     if head.status != "active":
         raise Conflict("an archived pipeline cannot be automatic")
-    item = AutomaticPipeline(
-        team_id, automatic_sk(model_type, pipeline_id), pipeline_id=pipeline_id, model_type=model_type, created_at=now
-    )
+    item = _automatic(team_id, pipeline_id, model_type, now)
     try:
         item.save(condition=AutomaticPipeline.sk.does_not_exist())
     except PutError as exc:
@@ -209,25 +218,29 @@ def _head(team_id: str, pipeline_id: str) -> PipelineHead:
         raise NotFound(f"pipeline {pipeline_id} not found") from exc
 
 
-def _put_version(
+def _transaction() -> TransactWrite:
+    return TransactWrite(connection=PipelineHead._get_connection().connection)
+
+
+def _version(
     team_id: str, pipeline_id: str, version: int, name: str, model_type: str, steps: Iterable[Step], now: datetime
-) -> None:
-    ordered = sorted(steps, key=lambda s: s.step_number)
-    try:
-        PipelineVersion(
-            team_id,
-            version_sk(pipeline_id, version),
-            pipeline_id=pipeline_id,
-            version=version,
-            name=name,
-            model_type=model_type,
-            steps=[s.to_dict() for s in ordered],
-            created_at=now,
-        ).save(condition=PipelineVersion.sk.does_not_exist())
-    except PutError as exc:
-        if is_condition_failure(exc):
-            raise Conflict("pipeline was changed concurrently; retry") from exc
-        raise
+) -> PipelineVersion:
+    return PipelineVersion(
+        team_id,
+        version_sk(pipeline_id, version),
+        pipeline_id=pipeline_id,
+        version=version,
+        name=name,
+        model_type=model_type,
+        steps=[s.to_dict() for s in sorted(steps, key=lambda s: s.step_number)],
+        created_at=now,
+    )
+
+
+def _automatic(team_id: str, pipeline_id: str, model_type: str, now: datetime) -> AutomaticPipeline:
+    return AutomaticPipeline(
+        team_id, automatic_sk(model_type, pipeline_id), pipeline_id=pipeline_id, model_type=model_type, created_at=now
+    )
 
 
 def _pipeline(head: PipelineHead, spec: PipelineSpec, *, automatic: bool) -> Pipeline:

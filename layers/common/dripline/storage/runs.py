@@ -200,14 +200,19 @@ def claim(candidate: DueCandidate, now: datetime, lease_seconds: int) -> Claimed
         condition = (PipelineRun.status == RunStatus.PENDING.value) & (PipelineRun.next_step_at <= now)
     lease_owner = uuid.uuid4().hex
     run = PipelineRun(candidate.owner, candidate.run_id)
+    actions = [
+        PipelineRun.status.set(RunStatus.RUNNING.value),
+        PipelineRun.lease_owner.set(lease_owner),
+        PipelineRun.lease_expires_at.set(now + timedelta(seconds=lease_seconds)),
+        PipelineRun.updated_at.set(now),
+    ]
+    if reclaim:
+        # A lease that expired is an attempt that never finished: counted, so a step that
+        # keeps killing its processor ends `failed` instead of being reclaimed forever.
+        actions.append(PipelineRun.attempts.add(1))
     try:
         run.update(
-            actions=[
-                PipelineRun.status.set(RunStatus.RUNNING.value),
-                PipelineRun.lease_owner.set(lease_owner),
-                PipelineRun.lease_expires_at.set(now + timedelta(seconds=lease_seconds)),
-                PipelineRun.updated_at.set(now),
-            ],
+            actions=actions,
             condition=condition & PipelineRun.run_id.exists(),
         )
     except UpdateError as exc:
@@ -282,8 +287,6 @@ def finish(claimed: ClaimedRun, decision: Decision, now: datetime, due_shards: i
     except UpdateError as exc:
         if not is_condition_failure(exc):
             raise
-    if not history_actions:
-        return LOST
     try:
         run.update(
             actions=history_actions + [PipelineRun.lease_owner.remove(), PipelineRun.lease_expires_at.remove()],

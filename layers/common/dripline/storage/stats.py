@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from dripline.domain import Outcome, RunStatus
+from dripline.observability import logger
 from dripline.storage.models import PipelineStats, stats_sk
 
 RUN_STATUSES = [s.value for s in RunStatus]
@@ -25,13 +26,17 @@ def _add(team_id: str, pipeline_id: str, deltas: dict[str, int | float]) -> None
     expression = "ADD " + ", ".join(f"#a{i} :v{i}" for i in range(len(deltas)))
     # pynamodb has no typed API for dynamic attribute names; its botocore client does.
     client = PipelineStats._get_connection().connection.client
-    client.update_item(
-        TableName=PipelineStats.Meta.table_name,
-        Key={"team_id": {"S": team_id}, "sk": {"S": stats_sk(pipeline_id)}},
-        UpdateExpression=expression,
-        ExpressionAttributeNames=names,
-        ExpressionAttributeValues=values,
-    )
+    try:
+        client.update_item(
+            TableName=PipelineStats.Meta.table_name,
+            Key={"team_id": {"S": team_id}, "sk": {"S": stats_sk(pipeline_id)}},
+            UpdateExpression=expression,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+    except Exception:  # noqa: BLE001 - the run transition it counts is already written
+        # Logged, not raised: failing the step now would be worse than a counter one behind.
+        logger.exception("stats counter update failed", extra={"pipeline_id": pipeline_id, "deltas": deltas})
 
 
 def run_created(team_id: str, pipeline_id: str, status: RunStatus) -> None:
