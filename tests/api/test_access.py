@@ -2,7 +2,7 @@
 import pytest
 
 from dripline.processor import Processor
-from tests.api.conftest import OTHER, TEAM, contact_body, deliver
+from tests.api.conftest import OTHER, contact_body, deliver
 from tests.support import load_event
 
 ROUTES = [

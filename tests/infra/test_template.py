@@ -1,36 +1,5 @@
 """The SAM template, transformed the way CloudFormation will, says what the design says."""
-import copy
 import json
-
-import pytest
-from samtranslator.translator.transform import transform
-
-from dripline_local.template import load_template
-
-
-class _NoManagedPolicies:
-    def load(self):
-        return {}
-
-
-@pytest.fixture(scope="module")
-def resources(monkeypatch_module):
-    template = copy.deepcopy(load_template())
-    # `sam package` replaces local code paths with S3 URIs before the transform.
-    for resource in template["Resources"].values():
-        props = resource.get("Properties", {})
-        for key in ("CodeUri", "ContentUri"):
-            if key in props:
-                props[key] = "s3://bucket/code.zip"
-    return transform(template, {}, _NoManagedPolicies())["Resources"]
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    mp = pytest.MonkeyPatch()
-    mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    yield mp
-    mp.undo()
 
 
 def of_type(resources, kind):

@@ -7,7 +7,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from dripline import clock, runtime
 from dripline.api import pagination, service, views
 from dripline.api.identity import current_team
-from dripline.api.routes import AUTH, Limit, NextToken, created, errors, no_content, ok
+from dripline.api.routes import AUTH, Limit, NextToken, created, no_content, ok
 from dripline.api.schemas import PipelineIn, PipelineOut, PipelinePage, StatsOut
 from dripline.storage import pipelines
 

@@ -1,35 +1,8 @@
 """The API's part of infra/template.yaml, transformed the way CloudFormation will."""
-import copy
 import json
-
-import pytest
-from samtranslator.translator.transform import transform
-
-from dripline_local.template import load_template
 
 PUBLIC = {("/health", "get"), ("/openapi.json", "get"), ("/docs", "get"),
           ("/unsubscribe/{token}", "get"), ("/unsubscribe/{token}", "post")}
-
-
-class _NoManagedPolicies:
-    def load(self):
-        return {}
-
-
-@pytest.fixture(scope="module")
-def resources():
-    mp = pytest.MonkeyPatch()
-    mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    template = copy.deepcopy(load_template())
-    for resource in template["Resources"].values():
-        props = resource.get("Properties", {})
-        for key in ("CodeUri", "ContentUri"):
-            if key in props:
-                props[key] = "s3://bucket/code.zip"
-    try:
-        yield transform(template, {}, _NoManagedPolicies())["Resources"]
-    finally:
-        mp.undo()
 
 
 def test_the_jwt_authorizer_trusts_the_templates_cognito_client(resources):
