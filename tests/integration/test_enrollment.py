@@ -183,3 +183,49 @@ def test_insert_enrolls_only_manual_pipelines_still_assigned(aws, stream):
     deliver(stream.read())  # INSERT (both ids) then MODIFY (one removed)
 
     assert [r.pipeline_id for r in runs.runs_of(TEAM, "contact", contact.contact_id)] == [kept.pipeline_id]
+
+
+def sample(name, **ids):
+    text = json.dumps(load_event(name))
+    for placeholder, value in ids.items():
+        text = text.replace(placeholder, value)
+    return json.loads(text)
+
+
+def handle(event):
+    assert enrollment_app.lambda_handler(event, FakeContext()) == {"batchItemFailures": []}
+
+
+def test_sample_events_insert_modify_remove(aws):
+    from dripline.storage.models import Contact
+
+    manual = make_pipeline(TEAM, [EMAIL_STEP], automatic=False, name="manual")
+    added = make_pipeline(TEAM, [EMAIL_STEP], automatic=False, name="added")
+    ids = {"PIPELINE_MANUAL": manual.pipeline_id, "PIPELINE_ADDED": added.pipeline_id}
+    contact = put_contact(TEAM, "ada@example.com", contact_id="c-ada", pipeline_ids=[manual.pipeline_id])
+    handle(sample("contact_insert.json", **ids))
+
+    contact.update(actions=[Contact.pipeline_ids.set([added.pipeline_id])])  # as the sample's new image
+    handle(sample("contact_modify_pipelines.json", **ids))
+    assert {r.pipeline_id: r.status for r in runs.runs_of(TEAM, "contact", "c-ada")} == {
+        manual.pipeline_id: "cancelled", added.pipeline_id: "pending"}
+
+    contact.delete()
+    handle(sample("contact_remove.json", **ids))
+    (run,) = [r for r in runs.runs_of(TEAM, "contact", "c-ada") if r.pipeline_id == added.pipeline_id]
+    assert (run.status, run.last_error) == ("cancelled", "contact_deleted")
+
+
+def test_sample_event_unsubscribe_cancels_runs(aws):
+    from dripline.storage.models import Contact
+
+    manual = make_pipeline(TEAM, [EMAIL_STEP], automatic=False)
+    ids = {"PIPELINE_MANUAL": manual.pipeline_id}
+    contact = put_contact(TEAM, "ada@example.com", contact_id="c-ada", pipeline_ids=[manual.pipeline_id])
+    handle(sample("contact_insert.json", **ids))
+
+    contact.update(actions=[Contact.unsubscribed.set(True)])
+    handle(sample("contact_modify_unsubscribe.json", **ids))
+
+    (run,) = runs.runs_of(TEAM, "contact", "c-ada")
+    assert (run.status, run.last_error) == ("cancelled", "unsubscribed")
