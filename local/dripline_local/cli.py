@@ -11,13 +11,20 @@ import threading
 from pathlib import Path
 
 
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (0-65535)")
+    return port
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dripline", description="Dripline: timed contact pipelines on AWS serverless.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     local = commands.add_parser("local", help="run the whole system on this machine (state in memory)")
     local.add_argument("--host", default="127.0.0.1", help="address to serve the API on (default 127.0.0.1)")
-    local.add_argument("--port", type=int, default=3000, help="port of the API (default 3000; 0 picks a free one)")
+    local.add_argument("--port", type=_port, default=3000, help="port of the API (default 3000; 0 picks a free one)")
     local.add_argument(
         "--tick-seconds",
         type=float,
@@ -43,7 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from dripline_local.demo import run_demo
 
-        return run_demo(contacts=args.contacts, days=args.days)
+        try:
+            return run_demo(contacts=args.contacts, days=args.days)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
     return run_local(args)
 
 

@@ -470,7 +470,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 if size <= limit:
                     chunks.append(data)
             return too_large if size > limit else b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True
+            return Response.json(400, {"message": "Content-Length: not a non-negative integer"})
         if length > limit:
             # Read (and drop) a modest excess so the client sees the 413, not a reset.
             remaining = length if length <= 16 * 1024 * 1024 else 0

@@ -135,7 +135,7 @@ class Scheduler:
             self._drain()
             target = self.clock.now() + timedelta(seconds=seconds)
             ticks = 0
-            while True:
+            while not self._stop.is_set():  # Ctrl-C ends a fast-forward between ticks
                 at = next_minute(self.clock.now())
                 if at > target:
                     break
@@ -173,6 +173,8 @@ class Scheduler:
         while not self._stop.wait(self.tick_seconds):
             try:
                 with self._advance_lock:
+                    if self._stop.is_set():  # stopped while a fast-forward held the lock
+                        return
                     self.tick()
             except Exception:  # logged by tick(); the next tick covers it, as EventBridge's would
                 pass
