@@ -42,6 +42,17 @@ def test_a_body_over_256_kib_is_413(local_stack, stack_log):
     assert status == 413 and body["message"]
 
 
+def test_a_malformed_content_length_is_400(local_stack, stack_log):
+    import socket
+    from urllib.parse import urlparse
+
+    address = urlparse(local_stack.url)
+    for length in (b"abc", b"-1"):
+        with socket.create_connection((address.hostname, address.port), timeout=10) as conn:
+            conn.sendall(b"POST /_local/tick HTTP/1.1\r\nHost: x\r\nContent-Length: " + length + b"\r\n\r\n")
+            assert conn.recv(64).startswith(b"HTTP/1.1 400"), length
+
+
 def test_a_drip_runs_end_to_end(local_stack, stack_log):
     team = unique("drip")
     api = local_stack.client(team)

@@ -90,3 +90,21 @@ def test_the_virtual_clock_runs_or_stands_still():
     assert running.now() >= START
     running.set(START + timedelta(days=1))
     assert running.now() >= START + timedelta(days=1)
+
+
+def test_stopping_ends_a_fast_forward_between_ticks():
+    world = FakeWorld([START + timedelta(days=d) for d in range(10)])
+    clock = VirtualClock(START, running=False)
+    sched = scheduler(world, clock)
+    real_invoke = world.invoke
+
+    def invoke_then_ctrl_c(event):
+        result = real_invoke(event)
+        if len(world.ticks) == 2:
+            sched.stop()  # Ctrl-C arrives during the second tick
+        return result
+
+    sched._invoke = invoke_then_ctrl_c
+    sched.advance(30 * 86400)
+
+    assert len(world.ticks) == 2 and len(world.due) == 8
