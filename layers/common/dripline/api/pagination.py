@@ -8,14 +8,11 @@ that names a team must name the caller's. Anything else is a 400 naming next_tok
 """
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from dripline import signing
 from dripline.api.errors import BadRequest
 
 T = TypeVar("T")
@@ -26,35 +23,19 @@ _TEAM_PREFIXED = ("owner", "pipeline_key", "contact_key")
 MAX_FILL_ROUNDS = 10
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _mac(secret: str, team_id: str, payload: bytes) -> bytes:
-    return hmac.new(secret.encode(), team_id.encode() + b"\x1f" + payload, hashlib.sha256).digest()
-
-
 def encode(secret: str, team_id: str, scope: str, key: dict[str, Any] | None) -> str | None:
     if not key:
         return None
     payload = json.dumps({"s": scope, "k": key}, separators=(",", ":"), sort_keys=True).encode()
-    return f"{_b64(payload)}.{_b64(_mac(secret, team_id, payload))}"
+    return signing.seal(secret, payload, team_id.encode())
 
 
 def decode(secret: str, team_id: str, scope: str, token: str | None) -> dict[str, Any] | None:
     if token is None or token == "":
         return None
     invalid = BadRequest("next_token", "invalid or tampered pagination token")
-    try:
-        payload_part, mac_part = token.split(".", 1)
-        payload, mac = _unb64(payload_part), _unb64(mac_part)
-    except (ValueError, binascii.Error):
-        raise invalid from None
-    if not hmac.compare_digest(mac, _mac(secret, team_id, payload)):
+    payload = signing.unseal(secret, token, team_id.encode())
+    if payload is None:
         raise invalid
     try:
         document = json.loads(payload)
