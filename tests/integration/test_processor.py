@@ -459,3 +459,21 @@ def test_task_from_an_empty_message_gets_a_default_title(aws, stream, settings):
     assert the_run(contact).status == "completed"
     (task,), _ = tasks.list_tasks(TEAM, contact_id=contact.contact_id)
     assert task.title == "Follow up"
+
+
+def test_a_backlog_drains_over_several_ticks_within_the_per_tick_cap(aws, stream, settings, frozen_clock):
+    import dataclasses
+
+    make_pipeline(TEAM, [EMAIL_STEP])
+    contacts = []
+    for i in range(12):
+        contacts.append(put_contact(TEAM, f"c{i}@example.com"))
+        enroll(stream)
+        frozen_clock.advance(1)  # each one due a second after the previous
+    small = dataclasses.replace(settings, max_runs_per_tick=8, due_shards=4)
+
+    reads = [Processor(small).tick().due for _ in range(4)]
+
+    # At most 2 per shard (8 / 4 shards) per tick, until the backlog is gone.
+    assert all(n <= 8 for n in reads) and sum(reads) == 12 and reads[-1] == 0
+    assert all(the_run(c).status == "completed" for c in contacts)

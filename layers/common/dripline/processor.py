@@ -170,9 +170,12 @@ class Processor:
         return report
 
     def _due_candidates(self, now: datetime) -> list[runs.DueCandidate]:
+        """The oldest due runs of every shard, at most MAX_RUNS_PER_TICK in all: after an
+        outage the backlog drains over several ticks instead of one tick reading it all."""
         shards = [f"due#{n}" for n in range(self.settings.due_shards)]
+        per_shard = -(-self.settings.max_runs_per_tick // len(shards))
         with ThreadPoolExecutor(max_workers=min(8, len(shards))) as pool:
-            pages = pool.map(lambda shard: list(runs.due_candidates(shard, now)), shards)
+            pages = pool.map(lambda shard: list(runs.due_candidates(shard, now, limit=per_shard)), shards)
         return [c for page in pages for c in page]
 
     def process(self, candidate: runs.DueCandidate) -> RunOutcome:

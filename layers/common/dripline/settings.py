@@ -51,6 +51,8 @@ class Settings:
     # Stop claiming new runs when the invocation has less than this left.
     claim_margin_seconds: int = 15
     processor_workers: int = 16
+    # Due runs one tick reads at most (oldest first, spread over the shards).
+    max_runs_per_tick: int = 5000
     delivery_policy: DeliveryPolicy = DeliveryPolicy.AT_MOST_ONCE
     # Comma-separated modules that register custom actions (see dripline.actions).
     action_modules: str = ""
@@ -91,6 +93,7 @@ class Settings:
             lease_seconds=max(1, number("LEASE_SECONDS", defaults.lease_seconds)),
             claim_margin_seconds=number("CLAIM_MARGIN_SECONDS", defaults.claim_margin_seconds),
             processor_workers=max(1, number("PROCESSOR_WORKERS", defaults.processor_workers)),
+            max_runs_per_tick=max(1, number("MAX_RUNS_PER_TICK", defaults.max_runs_per_tick)),
             delivery_policy=DeliveryPolicy(text("DELIVERY_POLICY", defaults.delivery_policy.value)),
             action_modules=text("ACTION_MODULES", defaults.action_modules),
         )

@@ -153,9 +153,11 @@ def cancel_active_runs(
 # --- the processor's side ---------------------------------------------------------------
 
 
-def due_candidates(shard: str, now: datetime, page_size: int = 200) -> Iterator[DueCandidate]:
-    """Runs of one shard whose next step (or lease) may be due; a hint, not a promise."""
-    for item in PipelineRun.due_index.query(shard, PipelineRun.next_step_at <= now, page_size=page_size):
+def due_candidates(shard: str, now: datetime, limit: int | None = None, page_size: int = 200) -> Iterator[DueCandidate]:
+    """Runs of one shard whose next step (or lease) may be due, oldest first, at most
+    `limit`; a hint, not a promise."""
+    query = PipelineRun.due_index.query(shard, PipelineRun.next_step_at <= now, limit=limit, page_size=page_size)
+    for item in query:
         yield DueCandidate(item.owner, item.run_id, item.status, item.next_step_at, item.lease_expires_at)
 
 
