@@ -21,6 +21,10 @@ TABLE_SETTINGS = {
 }
 
 
+# The on-failure destination of the contacts stream's event source mapping.
+ENROLLMENT_FAILURE_QUEUE = "EnrollmentFailureQueue"
+
+
 @dataclass(frozen=True)
 class LocalResources:
     settings: Settings
@@ -57,13 +61,17 @@ def create_resources(settings: Settings, *, endpoint_url: str | None = None) -> 
             stream_arn = description["LatestStreamArn"]
 
     sqs = session.client("sqs", endpoint_url=endpoint_url)
-    (queue_id,) = resources_of_type("AWS::SQS::Queue")
-    queue_url = sqs.create_queue(QueueName=f"dripline-{queue_id}")["QueueUrl"]
+    queue_urls = {
+        queue_id: sqs.create_queue(QueueName=f"dripline-{queue_id}")["QueueUrl"]
+        for queue_id in resources_of_type("AWS::SQS::Queue")
+    }
 
     ses = session.client("sesv2", endpoint_url=endpoint_url)
     ses.create_email_identity(EmailIdentity=_address(settings.email_from))
     ses.create_configuration_set(ConfigurationSetName=settings.ses_configuration_set)
-    return LocalResources(settings=settings, contacts_stream_arn=stream_arn, failure_queue_url=queue_url)
+    return LocalResources(
+        settings=settings, contacts_stream_arn=stream_arn, failure_queue_url=queue_urls[ENROLLMENT_FAILURE_QUEUE]
+    )
 
 
 def _address(from_header: str) -> str:

@@ -58,4 +58,4 @@ def test_contract_fields_are_in_the_schemas():
     assert {"run_id", "pipeline_id", "pipeline_version", "pipelineable_type", "pipelineable_id", "source", "status",
             "current_step", "next_step_number", "next_step_at", "created_at", "updated_at", "completed_at",
             "history"} <= set(schemas["RunOut"]["properties"])
-    assert "SES event tracking" in schemas["StatsOut"]["properties"]["emails"]["description"]
+    assert "from SES's events" in schemas["StatsOut"]["properties"]["emails"]["description"]

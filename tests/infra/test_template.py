@@ -41,7 +41,8 @@ def test_functions_run_python313_on_arm64(resources):
 
 def test_processor_fires_every_minute(resources):
     rules = of_type(resources, "AWS::Events::Rule")
-    assert [r["Properties"]["ScheduleExpression"] for r in rules.values()] == ["rate(1 minute)"]
+    schedules = [r["Properties"]["ScheduleExpression"] for r in rules.values() if "ScheduleExpression" in r["Properties"]]
+    assert schedules == ["rate(1 minute)"]
 
 
 def test_stream_read_rights_name_the_contacts_stream_only(resources):
@@ -71,3 +72,14 @@ def test_processor_may_send_raw_email(resources):
     # SES authorizes SendEmail with Raw content (ours: List-Unsubscribe headers) as SendRawEmail.
     role = json.dumps(resources["ProcessorFunctionRole"])
     assert "ses:SendEmail" in role and "ses:SendRawEmail" in role
+
+
+def test_ses_events_reach_their_function_through_eventbridge(resources):
+    destination = resources["EmailEventsDestination"]["Properties"]
+    assert destination["ConfigurationSetName"] == {"Ref": "EmailConfigurationSet"}
+    assert {"delivery", "bounce", "complaint"} <= set(destination["EventDestination"]["MatchingEventTypes"])
+    (rule,) = [r for r in of_type(resources, "AWS::Events::Rule").values() if "EventPattern" in r["Properties"]]
+    assert rule["Properties"]["EventPattern"]["source"] == ["aws.ses"]
+    assert rule["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": ["SesEventsFunction", "Arn"]}
+    assert resources["SesEventsFunction"]["Properties"]["DeadLetterConfig"]["TargetArn"] == {
+        "Fn::GetAtt": "SesEventsFailureQueue.Arn"}

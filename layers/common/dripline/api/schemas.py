@@ -367,7 +367,7 @@ class StepStats(BaseModel):
 
 
 class EmailStats(BaseModel):
-    """Only `sent` is counted today; the others read 0 until SES event tracking exists."""
+    """`sent` when SES accepts an email; the others from SES's events, each message once per kind."""
 
     sent: int
     delivered: int
@@ -383,8 +383,8 @@ class StatsOut(BaseModel):
     success_rate: float = Field(description="succeeded step executions / all step executions")
     steps: list[StepStats] = Field(description="One row per step of the latest version (counters are by step_number)")
     emails: EmailStats = Field(
-        description="Email counters. Only `sent` is populated today; delivered, bounced, complained, opened "
-        "and clicked read 0 until SES event tracking exists."
+        description="Email counters: `sent` when SES accepted the email; delivered, bounced, complained, opened "
+        "and clicked from SES's events (each message counted once per kind; they arrive seconds to days later)."
     )
 
 

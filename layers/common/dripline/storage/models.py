@@ -12,6 +12,7 @@ from pynamodb.attributes import (
     ListAttribute,
     MapAttribute,
     NumberAttribute,
+    TTLAttribute,
     UnicodeAttribute,
     UTCDateTimeAttribute,
 )
@@ -59,6 +60,7 @@ class Contact(Model):
 #   VERSION#<id>#<v:08d>      an immutable snapshot of the steps of one version
 #   AUTO#<model_type>#<id>    "enroll every new <model_type> in this pipeline"
 #   STATS#<id>                counters the engine maintains as runs move
+#   EMAILEVENT#<msg>#<type>   one SES event already counted (expires after 30 days)
 
 
 class PipelineHead(Model):
@@ -113,6 +115,27 @@ class PipelineStats(Model):
 
     team_id = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
+
+
+class EmailEvent(Model):
+    """An SES event (delivery, bounce ...) of one message, recorded once: SES and
+    EventBridge deliver at least once, and a redelivered event must not count twice."""
+
+    class Meta(_Meta):
+        table_name = "dripline-pipelines"
+
+    team_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    pipeline_id = UnicodeAttribute()
+    run_id = UnicodeAttribute()
+    contact_id = UnicodeAttribute()
+    event_type = UnicodeAttribute()
+    occurred_at = UTCDateTimeAttribute()
+    expires_at = TTLAttribute()
+
+
+def email_event_sk(message_id: str, event_type: str) -> str:
+    return f"EMAILEVENT#{message_id}#{event_type}"
 
 
 def pipeline_sk(pipeline_id: str) -> str:
@@ -273,6 +296,7 @@ ALL_MODELS: dict[type[Model], str] = {
     PipelineVersion: "pipelines_table",
     AutomaticPipeline: "pipelines_table",
     PipelineStats: "pipelines_table",
+    EmailEvent: "pipelines_table",
     PipelineRun: "runs_table",
     Task: "tasks_table",
 }

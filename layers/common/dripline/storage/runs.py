@@ -321,8 +321,17 @@ def _history_entry(decision: Decision) -> HistoryEntry:
 
 def get_run(team_id: str, run_id: str) -> PipelineRun:
     """A run of this team by id; another team's run is NotFound like an unknown one."""
+    return _run_by_id(run_id, owner_prefix=f"{team_id}#")
+
+
+def get_run_by_id(run_id: str) -> PipelineRun:
+    """A run of any team, by id (for events that carry only the run id, such as SES's)."""
+    return _run_by_id(run_id, owner_prefix="")
+
+
+def _run_by_id(run_id: str, owner_prefix: str) -> PipelineRun:
     for key in PipelineRun.run_id_index.query(run_id):
-        if key.owner.startswith(f"{team_id}#"):
+        if key.owner.startswith(owner_prefix):
             try:
                 return PipelineRun.get(key.owner, run_id, consistent_read=True)
             except DoesNotExist:

@@ -78,6 +78,10 @@ def step_finished(
     _add(team_id, pipeline_id, deltas)
 
 
+def email_event(team_id: str, pipeline_id: str, event: str) -> None:
+    _add(team_id, pipeline_id, {f"emails_{event}": 1})
+
+
 def read(team_id: str, pipeline_id: str, steps: list[tuple[int, str]]) -> dict[str, Any]:
     """The API's Stats document for a pipeline whose latest steps are `steps`."""
     client = PipelineStats._get_connection().connection.client

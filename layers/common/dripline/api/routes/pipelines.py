@@ -60,8 +60,8 @@ def archive_pipeline(
 @router.get(
     "/pipelines/<pipeline_id>/stats",
     summary="Counters of a pipeline's runs, steps and emails",
-    description="Read from counters the engine keeps as runs move (no scans). The `emails` block has only "
-    "`sent` populated until SES event tracking exists; the other email counters read 0.",
+    description="Read from counters the engine keeps as runs move (no scans). The `emails` block counts "
+    "sends and SES's delivery, bounce, complaint, open and click events.",
     tags=TAGS, security=AUTH,
     responses=ok("Stats", 200, 404),
 )
