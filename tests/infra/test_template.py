@@ -80,6 +80,8 @@ def test_ses_events_reach_their_function_through_eventbridge(resources):
     assert {"delivery", "bounce", "complaint"} <= set(destination["EventDestination"]["MatchingEventTypes"])
     (rule,) = [r for r in of_type(resources, "AWS::Events::Rule").values() if "EventPattern" in r["Properties"]]
     assert rule["Properties"]["EventPattern"]["source"] == ["aws.ses"]
+    tags = rule["Properties"]["EventPattern"]["detail"]["mail"]["tags"]
+    assert tags["ses:configuration-set"] == [{"Ref": "EmailConfigurationSet"}]  # this stack's emails only
     assert rule["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": ["SesEventsFunction", "Arn"]}
     assert resources["SesEventsFunction"]["Properties"]["DeadLetterConfig"]["TargetArn"] == {
         "Fn::GetAtt": "SesEventsFailureQueue.Arn"}

@@ -86,3 +86,23 @@ def test_events_of_other_emails_or_types_are_ignored(sent):
 
     assert outcomes == ["ignored", "unknown_run", "ignored"]
     assert emails(pipeline)["delivered"] == 0
+
+
+def test_a_suppression_that_failed_is_done_by_the_retry(sent, monkeypatch):
+    from dripline import email_events
+
+    pipeline, contact, run, message_id, _ = sent
+    bounce = event("ses_bounce_permanent.json", run, message_id, pipeline)
+    real_modify = contacts.modify_contact
+
+    def throttled(*args, **kwargs):
+        raise RuntimeError("ProvisionedThroughputExceededException")
+
+    monkeypatch.setattr(email_events.contacts, "modify_contact", throttled)
+    with pytest.raises(RuntimeError):
+        ses_events_app.lambda_handler(bounce, FakeContext())
+    monkeypatch.setattr(email_events.contacts, "modify_contact", real_modify)
+
+    assert ses_events_app.lambda_handler(bounce, FakeContext()) == {"outcome": "counted", "suppressed": True}
+    assert contacts.get_contact(TEAM, contact.contact_id).unsubscribed is True
+    assert emails(pipeline)["bounced"] == 1

@@ -477,3 +477,23 @@ def test_a_backlog_drains_over_several_ticks_within_the_per_tick_cap(aws, stream
     # At most 2 per shard (8 / 4 shards) per tick, until the backlog is gone.
     assert all(n <= 8 for n in reads) and sum(reads) == 12 and reads[-1] == 0
     assert all(the_run(c).status == "completed" for c in contacts)
+
+
+def test_an_email_reclaimed_on_its_last_attempt_is_delivery_unknown_not_failed(aws, stream, settings, frozen_clock):
+    from dripline.storage.models import PipelineRun
+
+    make_pipeline(TEAM, [EMAIL_STEP, TASK_STEP])
+    contact = put_contact(TEAM, "ada@example.com")
+    enroll(stream)
+    run = the_run(contact)
+    run.update(actions=[PipelineRun.attempts.set(settings.max_attempts - 1)])  # four throttled tries behind it
+    candidate = next(runs.due_candidates(runs.due_shard_of(run.run_id, settings.due_shards), clock.now()))
+    runs.claim(candidate, clock.now(), settings.lease_seconds)  # the fifth: sent, then the process died
+
+    frozen_clock.advance(settings.lease_seconds + 1)
+    report = Processor(settings).tick()
+
+    run = the_run(contact)
+    assert report.events["DeliveryUnknown"] == 1
+    assert (run.history[0].outcome, run.history[0].error) == ("skipped", "delivery_unknown")
+    assert run.status == "pending" and run.next_step_number == 2

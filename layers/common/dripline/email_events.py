@@ -44,10 +44,12 @@ def handle(detail: dict[str, Any]) -> EmailEventReport:
         run = runs.get_run_by_id(run_ids[0])
     except NotFound:
         return EmailEventReport("unknown_run")
-    if not _record_once(run, message_id, event_type, _occurred_at(detail, event_type)):
-        return EmailEventReport("duplicate")
-    stats.email_event(run.team_id, run.pipeline_id, COUNTERS[event_type])
+    # Suppress first: it is idempotent, so a retry after any failure below still gets
+    # there, whereas a marker written first would make the retry a "duplicate".
     suppressed = _suppresses(detail, event_type) and _unsubscribe(run.team_id, run.pipelineable_id)
+    if not _record_once(run, message_id, event_type, _occurred_at(detail, event_type)):
+        return EmailEventReport("duplicate", suppressed)
+    stats.email_event(run.team_id, run.pipeline_id, COUNTERS[event_type])
     return EmailEventReport("counted", suppressed)
 
 

@@ -213,13 +213,13 @@ class Processor:
             reason = "step_missing" if step is None else f"unknown_action: {step.action_type}"
             return ActionResult.failed(reason, retryable=False), pipeline
         if claimed.reclaimed:
+            decided = engine.outcome_of_reclaimed_step(action.idempotent, self.settings.delivery_policy)
+            if decided is not None:  # counted as delivery_unknown, whatever the attempts
+                logger.warning("step outcome unknown after lease expiry; not repeated", extra={"run_id": claimed.run_id})
+                return decided, pipeline
             if claimed.attempts >= self.settings.max_attempts:
                 # The step keeps outliving its lease (it kills or outlasts the processor).
                 return ActionResult.failed("lease_expired_too_often", retryable=False), pipeline
-            decided = engine.outcome_of_reclaimed_step(action.idempotent, self.settings.delivery_policy)
-            if decided is not None:
-                logger.warning("step outcome unknown after lease expiry; not repeated", extra={"run_id": claimed.run_id})
-                return decided, pipeline
         try:
             contact = contacts.find_contact(claimed.team_id, claimed.pipelineable_id)
         except Exception as exc:  # noqa: BLE001 - the action was not attempted: safe to retry
