@@ -48,6 +48,8 @@ REFUSED = [
     "{% macro m() %}{% for t in contact.attributes.tags %}.{% endfor %}{% endmacro %}{{ m() }}",
     "{% for a in contact.attributes.tags %}{% for b in contact.attributes.tags %}.{% endfor %}{% endfor %}",
     "{% include 'other' %}",
+    "{{ contact.email|join(contact.email) }}",
+    "{{ contact.attributes.tags|join('-------------------------------') }}",
 ]
 
 

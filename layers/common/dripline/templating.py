@@ -23,6 +23,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from dripline.errors import ValidationFailed
 
 MAX_OUTPUT = 1_000_000  # characters of rendered text
+MAX_SEPARATOR = 10
 
 ALLOWED_NODES = (
     nodes.Template, nodes.Output, nodes.TemplateData, nodes.Const, nodes.Name, nodes.Getattr, nodes.Getitem,
@@ -71,8 +72,16 @@ def _checked(source: str) -> None:
             raise TemplateRefused(f"the attribute {node.attr!r} is not allowed {line}")
         if isinstance(node, nodes.Filter) and node.name not in FILTERS:
             raise TemplateRefused(f"the filter {node.name!r} is not allowed {line}")
+        if isinstance(node, nodes.Filter) and node.name == "join" and not _short_constant_args(node):
+            # A long separator between many items amplifies: only short literal ones.
+            raise TemplateRefused(f"join takes only a literal separator of at most {MAX_SEPARATOR} characters {line}")
         if isinstance(node, nodes.For) and (node.recursive or any(True for _ in node.find_all(nodes.For))):
             raise TemplateRefused(f"loops may not be recursive or nested {line}")
+
+
+def _short_constant_args(node: nodes.Filter) -> bool:
+    arguments = list(node.args) + [k.value for k in node.kwargs]
+    return all(isinstance(a, nodes.Const) and isinstance(a.value, str) and len(a.value) <= MAX_SEPARATOR for a in arguments)
 
 
 def _render(env: SandboxedEnvironment, source: str, context: dict[str, Any]) -> str:
