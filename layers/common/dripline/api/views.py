@@ -7,17 +7,7 @@ from dripline.api import schemas
 from dripline.clock import iso
 from dripline.storage.models import AutomaticPipeline, Contact, PipelineRun, Task
 from dripline.storage.pipelines import Pipeline
-
-
-def _plain(value: Any) -> Any:
-    """A pynamodb MapAttribute (or nested ones) as plain JSON values."""
-    if hasattr(value, "as_dict"):
-        value = value.as_dict()
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
+from dripline.storage.util import plain
 
 
 def pipeline(p: Pipeline) -> schemas.PipelineOut:
@@ -45,7 +35,7 @@ def contact(c: Contact) -> schemas.ContactOut:
         first_name=c.first_name,
         last_name=c.last_name,
         timezone=c.timezone,
-        attributes=_plain(c.attributes) or {},
+        attributes=plain(c.attributes) or {},
         pipeline_ids=list(c.pipeline_ids or []),
         unsubscribed=bool(c.unsubscribed),
         created_at=iso(c.created_at),

@@ -10,7 +10,7 @@ from pynamodb.exceptions import DeleteError, DoesNotExist, UpdateError
 from dripline.domain import ContactView
 from dripline.errors import Conflict, NotFound
 from dripline.storage.models import Contact
-from dripline.storage.util import is_condition_failure
+from dripline.storage.util import is_condition_failure, plain
 
 
 def get_contact(team_id: str, contact_id: str) -> Contact:
@@ -47,7 +47,7 @@ def view(contact: Contact) -> ContactView:
         first_name=contact.first_name,
         last_name=contact.last_name,
         timezone=contact.timezone,
-        attributes=contact.attributes.as_dict() if hasattr(contact.attributes, "as_dict") else dict(contact.attributes or {}),
+        attributes=plain(contact.attributes) or {},
         unsubscribed=bool(contact.unsubscribed),
     )
 
