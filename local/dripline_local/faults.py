@@ -15,6 +15,7 @@ Faults (what the caller sees / what happened):
   THROTTLE         answered before AWS saw it: 400 ProvisionedThroughputExceeded (DynamoDB),
                    429 TooManyRequests (SES v2), 400 ThrottlingException (others)
   ERROR_500        answered before AWS saw it: 500 InternalServerError
+  REJECT           answered before AWS saw it: 400 with the rule's `code` (AccessDenied ...)
   CONNECT_ERROR    never sent: EndpointConnectionError
   LOSE_CONNECTION  it took effect, then the connection dropped: ConnectionClosedError
   LOSE_TIMEOUT     it took effect, then the read timed out: ReadTimeoutError
@@ -45,6 +46,7 @@ from botocore.httpsession import URLLib3Session
 
 THROTTLE = "throttle"
 ERROR_500 = "error_500"
+REJECT = "reject"
 CONNECT_ERROR = "connect_error"
 LOSE_CONNECTION = "lose_connection"
 LOSE_TIMEOUT = "lose_timeout"
@@ -52,7 +54,7 @@ LOSE_500 = "lose_500"
 KILL_BEFORE = "kill_before"
 KILL_AFTER = "kill_after"
 
-BEFORE_EFFECT = frozenset({THROTTLE, ERROR_500, CONNECT_ERROR, KILL_BEFORE})
+BEFORE_EFFECT = frozenset({THROTTLE, ERROR_500, REJECT, CONNECT_ERROR, KILL_BEFORE})
 AFTER_EFFECT = frozenset({LOSE_CONNECTION, LOSE_TIMEOUT, LOSE_500, KILL_AFTER})
 KILLS = frozenset({KILL_BEFORE, KILL_AFTER})
 
@@ -76,6 +78,7 @@ class Rule:
     probability: float = 1.0
     times: int | None = None  # fire at most this many times (None: no limit)
     when: Callable[[Call], bool] | None = None
+    code: str = "ValidationException"  # the error code of REJECT
 
     def matches(self, call: Call) -> bool:
         return (
@@ -91,6 +94,9 @@ class FaultInjector:
     seed: int = 0
     rules: list[Rule] = field(default_factory=list)
     injected: Counter = field(default_factory=Counter)
+    # Called with (call, parsed JSON answer) for each request the emulator accepted (2xx),
+    # whether or not its answer then reached the caller: ground truth for checks.
+    on_effect: Callable[[Call, dict[str, Any]], None] | None = None
     # Seconds of SDK retry backoff skipped while installed (real time is not virtual time).
     backoff_skipped: float = 0.0
 
@@ -170,27 +176,40 @@ class FaultInjector:
         if self._dead.is_set():
             raise Kill("process already dead")
         call = _call_of(event_name, request)
-        fault = self._pick(call)
-        if fault is None:
+        rule = self._pick(call)
+        fault = rule.fault if rule is not None else None
+        if fault is None and (passthrough or self.on_effect is None):
             return None if passthrough else send()
-        self.injected[(call.service, call.operation, fault)] += 1
+        if fault is not None:
+            self.injected[(call.service, call.operation, fault)] += 1
         if fault in BEFORE_EFFECT:
-            return self._before(fault, call, request)
+            return self._before(rule, call, request)
         response = send()
-        if response is None and passthrough is False:
+        if response is None and not passthrough:
             raise RuntimeError(f"{call.service}.{call.operation} reached no emulator: its effect cannot be applied")
-        return self._after(fault, request)
+        self._observe(call, response)
+        return response if fault is None else self._after(fault, request)
 
-    def _pick(self, call: Call) -> str | None:
+    def _observe(self, call: Call, response: Any) -> None:
+        if self.on_effect is None or response is None or not 200 <= response.status_code < 300:
+            return
+        try:
+            answer = json.loads(response.content or b"{}")
+        except ValueError:
+            answer = {}
+        self.on_effect(call, answer)
+
+    def _pick(self, call: Call) -> Rule | None:
         with self._lock:
             for rule in self.rules:
                 if rule.matches(call) and self._random.random() < rule.probability:
                     if rule.times is not None:
                         rule.times -= 1
-                    return rule.fault
+                    return rule
         return None
 
-    def _before(self, fault: str, call: Call, request: Any) -> Any:
+    def _before(self, rule: Rule, call: Call, request: Any) -> Any:
+        fault = rule.fault
         if fault == KILL_BEFORE:
             self._dead.set()
             raise Kill(f"killed before {call.service}.{call.operation}")
@@ -199,6 +218,8 @@ class FaultInjector:
         if fault == THROTTLE:
             status, code = THROTTLES.get(call.service, (400, "ThrottlingException"))
             return error_response(request, status, code)
+        if fault == REJECT:
+            return error_response(request, 400, rule.code)
         return error_response(request, 500, "InternalServerError")
 
     def _after(self, fault: str, request: Any) -> Any:
