@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
-.PHONY: run test demo lint bench clean
+.PHONY: run test demo lint bench chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/cfn-lint infra/template.yaml
 	$(BIN)/pytest -n 2 --dist loadfile
+
+# The chaos run (README: Guarantees and how they are tested). Exit status 1 on a violation.
+SEED ?= 1
+CONTACTS ?= 200
+FAULT_RATE ?= 0.1
+chaos: $(STAMP)
+	$(BIN)/dripline chaos --seed $(SEED) --contacts $(CONTACTS) --fault-rate $(FAULT_RATE)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.processor_tick

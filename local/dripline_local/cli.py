@@ -46,7 +46,17 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--contacts", type=int, default=25)
     demo.add_argument("--days", type=float, default=4)
 
+    # --- chaos (dripline_local.chaos) ---
+    chaos = commands.add_parser("chaos", help="the real handlers under seeded faults, then invariants (exit 1 on a violation)")
+    from dripline_local.chaos import add_arguments as add_chaos_arguments
+
+    add_chaos_arguments(chaos)
+
     args = parser.parse_args(argv)
+    if args.command == "chaos":
+        from dripline_local.chaos import run_from_args
+
+        return run_from_args(args)
     if args.command == "demo":
         from dripline_local.demo import run_demo
 

@@ -94,9 +94,10 @@ class FaultInjector:
     seed: int = 0
     rules: list[Rule] = field(default_factory=list)
     injected: Counter = field(default_factory=Counter)
-    # Called with (call, parsed JSON answer) for each request the emulator accepted (2xx),
-    # whether or not its answer then reached the caller: ground truth for checks.
+    # Called with (call, parsed JSON answer) for each request of `watch` the emulator
+    # accepted (2xx), whether or not its answer then reached the caller: ground truth.
     on_effect: Callable[[Call, dict[str, Any]], None] | None = None
+    watch: frozenset = frozenset({("sesv2", "SendEmail")})
     # Seconds of SDK retry backoff skipped while installed (real time is not virtual time).
     backoff_skipped: float = 0.0
 
@@ -178,7 +179,8 @@ class FaultInjector:
         call = _call_of(event_name, request)
         rule = self._pick(call)
         fault = rule.fault if rule is not None else None
-        if fault is None and (passthrough or self.on_effect is None):
+        watched = self.on_effect is not None and (call.service, call.operation) in self.watch
+        if fault is None and (passthrough or not watched):
             return None if passthrough else send()
         if fault is not None:
             self.injected[(call.service, call.operation, fault)] += 1
@@ -187,11 +189,13 @@ class FaultInjector:
         response = send()
         if response is None and not passthrough:
             raise RuntimeError(f"{call.service}.{call.operation} reached no emulator: its effect cannot be applied")
-        self._observe(call, response)
+        if watched:
+            self._observe(call, response)
         return response if fault is None else self._after(fault, request)
 
     def _observe(self, call: Call, response: Any) -> None:
-        if self.on_effect is None or response is None or not 200 <= response.status_code < 300:
+        assert self.on_effect is not None
+        if response is None or not 200 <= response.status_code < 300:
             return
         try:
             answer = json.loads(response.content or b"{}")
