@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from dripline_local.replay import lambda_record
+
 START = datetime(2026, 3, 2, 9, 0, 0, tzinfo=timezone.utc)
 TEAM = "chaos"
 WELCOME = [
@@ -334,7 +336,7 @@ class _World:
                 )["ShardIterator"]
             response = self.streams.get_records(ShardIterator=self.iterators[shard_id], Limit=1000)
             self.iterators[shard_id] = response["NextShardIterator"]
-            self.backlog.extend(_lambda_record(r, self.stream_arn) for r in response["Records"])
+            self.backlog.extend(lambda_record(r, self.stream_arn) for r in response["Records"])
 
     def _deliver_stream(self) -> None:
         """Batches in order per contact (as Lambda keeps a shard's order), at least once:
@@ -524,18 +526,6 @@ def _shuffle_keeping_key_order(records: list[dict[str, Any]], rng: random.Random
         if not lane:
             lanes.remove(lane)
     return out
-
-
-def _lambda_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
-    from dripline_local.streams import StreamPoller
-
-    return StreamPoller._lambda_record(_ArnOnly(stream_arn), record)  # the local stack's wire shape
-
-
-@dataclass
-class _ArnOnly:
-    stream_arn: str
-    region: str = "us-east-1"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,7 +52,17 @@ def main(argv: list[str] | None = None) -> int:
 
     add_chaos_arguments(chaos)
 
+    # --- replay-dlq (dripline_local.replay) ---
+    replay = commands.add_parser("replay-dlq", help="re-drive the enrollment and SES-events dead-letter queues")
+    from dripline_local.replay import add_arguments as add_replay_arguments
+
+    add_replay_arguments(replay)
+
     args = parser.parse_args(argv)
+    if args.command == "replay-dlq":
+        from dripline_local.replay import run_from_args as replay_from_args
+
+        return replay_from_args(args)
     if args.command == "chaos":
         from dripline_local.chaos import run_from_args
 
