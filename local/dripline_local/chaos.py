@@ -125,7 +125,7 @@ def _prepare_environment() -> None:
     os.environ.pop("AWS_ENDPOINT_URL", None)
 
 
-def run_chaos(seed: int, contacts: int, fault_rate: float, *, kill_rate: float | None = None) -> ChaosReport:
+def run_chaos(seed: int, contacts: int, fault_rate: float, *, kill_rate: float | None = None, progress: bool = False) -> ChaosReport:
     _prepare_environment()
     import logging
 
@@ -142,7 +142,7 @@ def run_chaos(seed: int, contacts: int, fault_rate: float, *, kill_rate: float |
     logging.disable(logging.CRITICAL)  # thousands of expected warnings; the summary says it all
     warnings.filterwarnings("ignore", "No application metrics to publish")
     started = time.monotonic()
-    settings = Settings(due_shards=4, processor_workers=8, max_runs_per_tick=400, send_event_settle_seconds=120)
+    settings = Settings(due_shards=4, processor_workers=4, max_runs_per_tick=400, send_event_settle_seconds=120)
     serialise_dynamodb()
     previous_clock = clock.install(ManualClock(START))
     try:
@@ -151,6 +151,7 @@ def run_chaos(seed: int, contacts: int, fault_rate: float, *, kill_rate: float |
             resources = create_resources(settings)
             runtime.configure(settings)
             world = _World(seed, settings, resources.contacts_stream_arn, fault_rate, kill_rate)
+            world.progress = progress
             report = world.run(contacts)
         runtime.reset()
     finally:
@@ -188,6 +189,7 @@ class _World:
         self.contact_ids: list[str] = []
         self.deleted: set[str] = set()
         self.pipelines: dict[str, str] = {}
+        self.progress = False
         self.functions = load_functions(settings.region)  # the template's handlers, in-process
 
     # --- faults ---------------------------------------------------------------------
@@ -234,12 +236,16 @@ class _World:
         with self.injector.installed():
             created = 0
             while created < contacts:
+                if self.progress and created % 400 == 0:
+                    print(f"chaos: {created}/{contacts} contacts created", file=sys.stderr, flush=True)
                 batch = min(CONTACTS_PER_ROUND, contacts - created)
                 self._create_contacts(batch)
                 created += batch
                 self._mutate()
                 self._round(kills=True)
-            for _ in range(MAX_DRAIN_ROUNDS):  # drain: faults and kills go on until all is done
+            for drained in range(MAX_DRAIN_ROUNDS):  # drain: faults and kills go on until all is done
+                if self.progress and drained % 50 == 0:
+                    print(f"chaos: draining, round {drained}, clock {self.clock.now():%Y-%m-%d %H:%M}", file=sys.stderr, flush=True)
                 if not self._round(kills=True, drain=True):
                     break
         self.report.contacts = contacts
@@ -539,11 +545,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--contacts", type=int, default=200)
     parser.add_argument("--fault-rate", type=float, default=0.1, help="share of DynamoDB and SES calls faulted (default 0.1)")
     parser.add_argument("--kill-rate", type=float, default=None, help="chance of a kill at each kill point (default fault-rate/5)")
-    parser.add_argument("--verbose", action="store_true", help="list every violation")
+    parser.add_argument("--verbose", action="store_true", help="show progress and list every violation")
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    report = run_chaos(args.seed, args.contacts, args.fault_rate, kill_rate=args.kill_rate)
+    report = run_chaos(args.seed, args.contacts, args.fault_rate, kill_rate=args.kill_rate, progress=args.verbose)
     if args.verbose or report.violations:
         for detail in report.details[:50]:
             print(f"  {detail}", file=sys.stderr)
