@@ -10,7 +10,7 @@ from dripline_local.chaos import run_chaos
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_chaos_seed_set_keeps_every_invariant(seed):
-    report = run_chaos(seed, contacts=20, fault_rate=0.1, kill_rate=0.03)
+    report = run_chaos(seed, contacts=12, fault_rate=0.1, kill_rate=0.05)
     print(report.line())
     assert report.faults > 0 and report.emails > 0
     assert report.violations == 0, report.details[:20]

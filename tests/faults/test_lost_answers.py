@@ -90,26 +90,12 @@ def test_a_throttled_contact_read_is_retried_not_failed(aws, settings, frozen_cl
     assert the_run(contact).status == "completed" and accepted_emails() == 1
 
 
-def test_a_throttled_task_write_is_retried_and_makes_one_task(aws, settings, frozen_clock, world):
+@pytest.mark.parametrize("fault", [THROTTLE, LOSE_CONNECTION])  # every SDK attempt: before / after the write
+def test_a_task_write_that_fails_or_loses_its_answer_is_retried_and_makes_one_task(aws, settings, frozen_clock, world, fault):
     injector, _ = world
     task_only = {**TASK_STEP, "step_number": 1, "delay_seconds": 0}
     contact = enrolled(aws, [task_only])
-    injector.add(Rule("dynamodb", "PutItem", THROTTLE, times=ALL_SDK_ATTEMPTS, when=table_is(settings.tasks_table)))
-
-    assert Processor(settings).tick().outcomes["retried"] == 1
-    frozen_clock.set(the_run(contact).next_step_at)
-    Processor(settings).tick()
-
-    assert the_run(contact).status == "completed"
-    assert len(tasks.list_tasks(TEAM, contact_id=contact.contact_id)[0]) == 1
-
-
-def test_a_task_write_whose_answer_is_lost_is_retried_and_makes_one_task(aws, settings, frozen_clock, world):
-    injector, _ = world
-    task_only = {**TASK_STEP, "step_number": 1, "delay_seconds": 0}
-    contact = enrolled(aws, [task_only])
-    # Every SDK attempt's answer is lost: the first one wrote the task.
-    injector.add(Rule("dynamodb", "PutItem", LOSE_CONNECTION, times=ALL_SDK_ATTEMPTS, when=table_is(settings.tasks_table)))
+    injector.add(Rule("dynamodb", "PutItem", fault, times=ALL_SDK_ATTEMPTS, when=table_is(settings.tasks_table)))
 
     assert Processor(settings).tick().outcomes["retried"] == 1
     frozen_clock.set(the_run(contact).next_step_at)
