@@ -150,7 +150,7 @@ def refusal(address: IPAddress, *, allow_insecure_local: bool = False) -> str | 
         embedded = _embedded_ipv4(address)
         if embedded is not None:
             return refusal(embedded)
-    for kind in ("unspecified", "loopback", "link_local", "multicast", "private", "reserved"):
+    for kind in ("unspecified", "loopback", "link_local", "multicast", "reserved", "private"):
         if getattr(address, f"is_{kind}"):
             return kind.replace("_", "-")
     if not address.is_global:
