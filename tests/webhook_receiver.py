@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import threading
 import time
 from collections import deque
@@ -38,8 +39,9 @@ class Delivery:
 class Receiver:
     """Answers with the queued (status, delay) pairs, then 200; 401 when the signature is wrong."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.secrets: list[str] = []
+        self.scheme = "https" if tls else "http"
         self.deliveries: list[Delivery] = []
         self.answers: deque[tuple[int, float]] = deque()
         self._verify = readme_verifier()
@@ -69,6 +71,8 @@ class Receiver:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -76,7 +80,7 @@ class Receiver:
         return self._server.server_address[1]
 
     def url(self, path: str = "/hook", host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
     def __enter__(self) -> "Receiver":
         self._thread.start()

@@ -249,3 +249,55 @@ def test_a_url_stored_under_other_rules_is_refused_at_send_time(aws, stream, set
     run = the_run(contact_id)
     assert run.status == "failed" and run.last_error == "refused_url: must be an https:// URL"
     assert receiver.deliveries == []
+
+
+@pytest.fixture
+def tls_receiver(aws, frozen_clock, tmp_path, monkeypatch):
+    """An HTTPS receiver on 127.0.0.1 with a certificate for hooks.example.com, trusted by the client."""
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=hooks.example.com",
+         "-addext", "subjectAltName=DNS:hooks.example.com"],
+        check=True, capture_output=True,
+    )
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the client's default context trusts it
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    names: list[str | None] = []
+    context.sni_callback = lambda sock, name, ctx: names.append(name)
+    with Receiver(tls=context) as endpoint:
+        endpoint.secrets = teams.webhook_secret(TEAM, frozen_clock.now()).valid_secrets(frozen_clock.now())
+        endpoint.sni = names
+        yield endpoint
+
+
+def test_https_goes_to_the_vetted_address_with_the_hosts_name_in_sni_and_certificate(
+    aws, stream, settings, monkeypatch, tls_receiver
+):
+    asked = fake_dns(monkeypatch, {"hooks.example.com": [["127.0.0.1"], ["10.0.0.1"]]})
+    contact_id = enrolled(stream, tls_receiver.url(host="hooks.example.com"))
+
+    Processor(settings).tick()
+
+    (delivery,) = tls_receiver.deliveries
+    assert delivery.verified and tls_receiver.sni == ["hooks.example.com"]
+    assert delivery.headers["Host"] == f"hooks.example.com:{tls_receiver.port}"
+    assert asked == ["hooks.example.com"] and the_run(contact_id).status == "completed"
+
+
+def test_https_refuses_a_certificate_for_another_name(aws, stream, settings, monkeypatch, tls_receiver):
+    fake_dns(monkeypatch, {"other.example.com": [["127.0.0.1"]]})
+    contact_id = enrolled(stream, tls_receiver.url(host="other.example.com"))
+
+    Processor(settings).tick()
+
+    run = the_run(contact_id)
+    assert run.status == "pending" and "SSLCertVerificationError" in run.last_error
+    assert tls_receiver.deliveries == []
