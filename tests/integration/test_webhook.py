@@ -1,17 +1,23 @@
 """The webhook action through the processor, against a real HTTP receiver on 127.0.0.1."""
+import inspect
+import shutil
 import socket
+import ssl
+import subprocess
 import time
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
+from dripline.actions.webhook import signature
 from dripline.processor import Processor
 from dripline.settings import Settings
 from dripline.storage import runs, teams
+from dripline_local.webhook_receiver import Receiver, verify_dripline_signature
 from functions.enrollment import app as enrollment_app
 from tests.support import FakeContext, StreamReader, make_pipeline, put_contact, run_ticks_until, stream_event
-from tests.webhook_receiver import Receiver, readme_verifier
 
 TEAM = "acme"
 
@@ -76,9 +82,13 @@ def test_a_tick_posts_a_signed_webhook_that_the_receiver_verifies(aws, stream, s
     assert (run.history[0].outcome, run.history[0].detail) == ("succeeded", {"status": 200, "idempotency_key": f"{run.run_id}:1"})
 
 
+def test_the_readme_shows_the_receivers_verification_code():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert inspect.getsource(verify_dripline_signature) in readme
+
+
 def test_the_signature_binds_body_time_and_secret():
-    verify = readme_verifier()
-    from dripline.actions.webhook import signature
+    verify = verify_dripline_signature
 
     body, now = b'{"a":1}', int(time.time())
     header = signature(["whsec_right"], body, now)
@@ -166,7 +176,7 @@ def test_after_a_rotation_webhooks_are_signed_with_both_secrets_until_the_grace_
     make_pipeline(TEAM, [webhook_step(receiver.url()), {**webhook_step(receiver.url(), step_number=2), "delay_seconds": 86400 + 60}])
     put_contact(TEAM, "ada@example.com")
     assert enrollment_app.lambda_handler(stream_event(stream.read()), FakeContext()) == {"batchItemFailures": []}
-    verify = readme_verifier()
+    verify = verify_dripline_signature
 
     run_ticks_until(Processor(settings), frozen_clock, frozen_clock.now() + timedelta(days=2))
 
@@ -254,10 +264,6 @@ def test_a_url_stored_under_other_rules_is_refused_at_send_time(aws, stream, set
 @pytest.fixture
 def tls_receiver(aws, frozen_clock, tmp_path, monkeypatch):
     """An HTTPS receiver on 127.0.0.1 with a certificate for hooks.example.com, trusted by the client."""
-    import shutil
-    import ssl
-    import subprocess
-
     if shutil.which("openssl") is None:
         pytest.skip("needs the openssl command to make a certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
