@@ -40,6 +40,8 @@ REFUSED = [
     ("user info", "https://user:pass@hooks.example.com/x", "user name"),
     ("no host", "https:///x", "host"),
     ("bad port", "https://hooks.example.com:99999/x", "valid URL"),
+    ("port 0", "https://hooks.example.com:0/x", "port 0"),
+    ("non-ASCII path", "https://hooks.example.com/caf\u00e9", "percent-encode"),
     ("spaces", "https://hooks.example.com/a b", "without spaces"),
     ("not a string", 42, "URL"),
     ("missing", None, "URL"),

@@ -99,10 +99,14 @@ def check_url(url: object, *, allow_insecure_local: bool) -> Target:
         host = str(literal)
     else:
         host = _checked_name(host)
+    if port == 0:
+        raise ValidationFailed(FIELD, "port 0 is not a port")
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
-    return Target(parts.scheme, host, port or (443 if parts.scheme == "https" else 80), path)
+    if not path.isascii():
+        raise ValidationFailed(FIELD, "percent-encode the path and query (ASCII only)")
+    return Target(parts.scheme, host, port if port is not None else (443 if parts.scheme == "https" else 80), path)
 
 
 def _literal_address(host: str) -> IPAddress | None:
