@@ -59,6 +59,10 @@ class Settings:
     send_event_settle_seconds: int = 120
     # Comma-separated modules that register custom actions (see dripline.actions).
     action_modules: str = ""
+    # The webhook action: seconds to connect, and again to wait for the answer.
+    webhook_timeout_seconds: float = 10.0
+    # Local stack and tests only: webhook URLs may use http and 127.0.0.1 (never in AWS).
+    webhook_allow_insecure_local: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -100,4 +104,5 @@ class Settings:
             delivery_policy=DeliveryPolicy(text("DELIVERY_POLICY", defaults.delivery_policy.value)),
             send_event_settle_seconds=number("SEND_EVENT_SETTLE_SECONDS", defaults.send_event_settle_seconds),
             action_modules=text("ACTION_MODULES", defaults.action_modules),
+            webhook_allow_insecure_local=env.get("WEBHOOK_ALLOW_INSECURE_LOCAL", "").strip().lower() in ("1", "true", "yes"),
         )
