@@ -95,6 +95,7 @@ class ContactView:
     timezone: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
     unsubscribed: bool = False
+    subscription_generation: int = 0  # bound into unsubscribe links (dripline.unsubscribe)
 
     def template_context(self) -> dict[str, Any]:
         return {

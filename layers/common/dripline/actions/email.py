@@ -36,7 +36,10 @@ class SendEmail:
         if contact.unsubscribed:
             return ActionResult.skipped("unsubscribed")
         settings = ctx.settings
-        link = unsubscribe.unsubscribe_url(settings.public_api_url, settings.unsubscribe_secret, contact.team_id, contact.contact_id)
+        link = unsubscribe.unsubscribe_url(
+            settings.public_api_url, settings.unsubscribe_secret, contact.team_id, contact.contact_id,
+            contact.subscription_generation, ctx.now,
+        )
         context = {"contact": contact.template_context(), "pipeline": {"name": ctx.pipeline.name}, "unsubscribe_url": link}
 
         message = EmailMessage()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -42,8 +43,8 @@ def validate_steps(body: PipelineIn) -> list[Step]:
             raise ValidationFailed(f"{where}.action_type", f"unknown action; one of {', '.join(registered)}")
         step = Step(raw.step_number, raw.action_type, raw.delay_seconds, raw.message, dict(raw.data))
         try:
-            templating.check(step.message, "message")
-            action.validate(step)
+            _checked(lambda: templating.check(step.message, "message"), "message")
+            _checked(lambda: action.validate(step), "data")
         except ValidationFailed as exc:
             raise ValidationFailed(f"{where}.{exc.field}", exc.message) from exc
         steps.append(step)
@@ -51,6 +52,18 @@ def validate_steps(body: PipelineIn) -> list[Step]:
     if size > MAX_STEPS_BYTES:
         raise ValidationFailed("steps", f"too large once stored ({size} bytes; at most {MAX_STEPS_BYTES})")
     return steps
+
+
+def _checked(check: Callable[[], None], field: str) -> None:
+    """Run a save-time check; a template too deep or too large to even check is refused too.
+
+    Jinja parses and compiles recursively: 300 nested parentheses or 2,000 `+` terms
+    exhaust the stack (RecursionError) before any rule of the template language is seen.
+    """
+    try:
+        check()
+    except (RecursionError, MemoryError):
+        raise ValidationFailed(field, "template nests too deeply or is too large to check") from None
 
 
 def create_pipeline(team_id: str, body: PipelineIn, now: datetime) -> pipelines.Pipeline:
@@ -143,7 +156,14 @@ def patch_contact(team_id: str, contact_id: str, body: ContactPatch, now: dateti
         _check_active_pipelines(team_id, [p for p in changes["pipeline_ids"] if p not in current], "pipeline_ids")
     if not changes:
         return contacts.get_contact(team_id, contact_id)
-    return contacts.modify_contact(team_id, contact_id, lambda _current: changes, now)
+    return contacts.modify_contact(team_id, contact_id, lambda current: _with_generation(current, changes), now)
+
+
+def _with_generation(current: Contact, changes: dict[str, Any]) -> dict[str, Any]:
+    """Re-subscribing moves the subscription generation on: older unsubscribe links stop working."""
+    if current.unsubscribed and changes.get("unsubscribed") is False:
+        return {**changes, "subscription_generation": int(current.subscription_generation or 0) + 1}
+    return changes
 
 
 def delete_contact(team_id: str, contact_id: str) -> None:

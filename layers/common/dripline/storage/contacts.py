@@ -49,6 +49,7 @@ def view(contact: Contact) -> ContactView:
         timezone=contact.timezone,
         attributes=plain(contact.attributes) or {},
         unsubscribed=bool(contact.unsubscribed),
+        subscription_generation=int(contact.subscription_generation or 0),
     )
 
 

@@ -49,6 +49,8 @@ class Contact(Model):
     # The manual pipeline assignments; automatic ones come from the team's settings.
     pipeline_ids = ListAttribute(of=UnicodeAttribute, default=list)
     unsubscribed = BooleanAttribute(default=False)
+    # Moves on at each re-subscribe: unsubscribe links of an earlier generation stop working.
+    subscription_generation = NumberAttribute(null=True)
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
 
