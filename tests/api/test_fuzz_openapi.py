@@ -4,17 +4,13 @@ Every operation of the document is fuzzed with data generated from its schemas (
 document is loaded from the app, as a client would), then the stateful phase follows the
 document's links: create a pipeline or a contact, then call the operations that take its
 id. Requirements: no response >= 500, and every response conforms to the document (status
-code documented, content type, headers, body schema). The WSGI adapter turns a request
-into the API Gateway (payload 2.0) event the handler gets in AWS; a bearer token stands
-for the team the authorizer would have verified.
+code documented, content type, headers, body schema). The WSGI adapter (tests/api/wsgi.py)
+turns each request into the API Gateway event the handler gets in AWS.
 """
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
-from typing import Any
-from urllib.parse import parse_qs
 
 import hypothesis
 import pytest
@@ -29,9 +25,8 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
     status_code_conformance,
 )
 
-from functions.api import app as api_app  # noqa: E402
 from tests.api.conftest import TEAM  # noqa: E402
-from tests.support import FakeContext  # noqa: E402
+from tests.api.wsgi import Stats, wsgi_app  # noqa: E402
 
 # Bounded for CI (well under a minute here); raise FUZZ_EXAMPLES for a longer run.
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "12"))
@@ -39,50 +34,6 @@ STATEFUL_STEPS = int(os.environ.get("FUZZ_STATEFUL_EXAMPLES", "25"))
 SEED = 20261128
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance, response_schema_conformance]
 TOKEN = {"Authorization": f"Bearer {TEAM}"}  # the team owning the `world` fixture's resources
-
-
-class Stats:
-    def __init__(self) -> None:
-        self.calls: Counter[str] = Counter()
-        self.statuses: Counter[int] = Counter()
-
-
-def wsgi_app(api, stats: Stats):
-    """A WSGI app over the Lambda handler, with the local authorizer's behaviour."""
-
-    def app(environ: dict[str, Any], start_response) -> list[bytes]:
-        method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO") or "/"
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length) if length else b""
-        authorization = environ.get("HTTP_AUTHORIZATION", "")
-        team = authorization.removeprefix("Bearer ").strip() if authorization.startswith("Bearer ") else None
-        event = api.event(method, path, team=team or None)
-        event["rawQueryString"] = environ.get("QUERY_STRING", "")
-        query = parse_qs(event["rawQueryString"], keep_blank_values=True)
-        event.pop("queryStringParameters", None)
-        if query:
-            event["queryStringParameters"] = {k: ",".join(v) for k, v in query.items()}
-        for key, value in environ.items():
-            if key.startswith("HTTP_") and key != "HTTP_AUTHORIZATION":
-                event["headers"][key[5:].replace("_", "-").lower()] = value
-        if environ.get("CONTENT_TYPE"):
-            event["headers"]["content-type"] = environ["CONTENT_TYPE"]
-        if body:
-            try:
-                event["body"], event["isBase64Encoded"] = body.decode("utf-8"), False
-            except UnicodeDecodeError:
-                import base64
-
-                event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True
-        result = api_app.lambda_handler(event, FakeContext())
-        stats.calls[f"{method} {path}"] += 1
-        stats.statuses[result["statusCode"]] += 1
-        status = result["statusCode"]
-        headers = list((result.get("headers") or {}).items())
-        start_response(f"{status} {'OK' if status < 400 else 'Error'}", headers)
-        return [(result.get("body") or "").encode()]
-
-    return app
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ nothing: as a page to a browser, as JSON otherwise.
 from __future__ import annotations
 
 import html
+from email.utils import parseaddr
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
@@ -90,8 +91,14 @@ def _verified(token: str) -> tuple[unsubscribe.Link, Contact | None] | None:
     return link, contact
 
 
+def _sender() -> str:
+    """`Dripline <no-reply@example.com>` -> `Dripline (no-reply@example.com)`."""
+    name, address = parseaddr(runtime.settings().email_from)
+    return f"{name} ({address})" if name else address
+
+
 def _whom(contact: Contact | None) -> str:
-    sender = html.escape(runtime.settings().email_from)
+    sender = html.escape(_sender())
     if contact is None:
         return f"emails from <strong>{sender}</strong>"
     return f"emails from <strong>{sender}</strong> to <strong>{html.escape(unsubscribe.masked(contact.email))}</strong>"
