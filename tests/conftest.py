@@ -56,3 +56,15 @@ def aws(settings, frozen_clock) -> LocalResources:
         runtime.configure(settings)
         yield resources
     runtime.reset()
+
+
+@pytest.fixture(autouse=True)
+def _action_registry():
+    """A custom action a test registers does not outlive the test (the registry is per process,
+    and the OpenAPI document lists the registered actions)."""
+    from dripline import actions
+
+    registered = dict(actions._registry)
+    yield
+    actions._registry.clear()
+    actions._registry.update(registered)

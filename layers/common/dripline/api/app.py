@@ -1,8 +1,9 @@
-"""The API: identity and size checks, then the resolver with every route.
+"""The API: identity, size and body checks, then the resolver with every route.
 
 `handle(event, context)` is what functions/api calls. The token check runs before the
-resolver so that a request without identity is a 401 whatever its body, and the body
-limit runs before any parsing.
+resolver so that a request without identity is a 401 whatever its body; the body limit
+and the body checks (`_body_text`) run before Powertools parses anything, so no body
+can make the parsing itself fail with a 500.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.models import OpenAPI, HTTPBearer, Server
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, OpenAPI, Server
 
 from dripline import actions, runtime
 from dripline.api import errors, openapi

@@ -62,7 +62,7 @@ LINKS[("assign", "201")]["unassign"] = (
 
 def finish(document: dict[str, Any], action_types: list[str]) -> dict[str, Any]:
     """Powertools' document -> the document of what the API answers (changed in place)."""
-    for path, operations in document.get("paths", {}).items():
+    for operations in document.get("paths", {}).values():
         for operation in operations.values():
             _finish_operation(operation)
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
