@@ -26,6 +26,7 @@ from dripline.actions import ActionContext, ActionError, register
 from dripline.domain import Step
 from dripline.engine import ActionResult
 from dripline.errors import ValidationFailed
+from dripline.keys import SecretUnavailable
 
 MAX_SUBJECT = 998  # RFC 5322 line limit; also the limit of a rendered subject
 UTF8 = Charset("utf-8")
@@ -54,7 +55,11 @@ class SendEmail:
         if contact.unsubscribed:
             return ActionResult.skipped("unsubscribed")
         settings = ctx.settings
-        link = unsubscribe.unsubscribe_url(settings.public_api_url, settings.unsubscribe_secret, contact.team_id, contact.contact_id)
+        try:
+            key = settings.unsubscribe_secret
+        except SecretUnavailable as exc:  # fail closed: no link, no email; a later attempt may read it
+            raise ActionError(f"SecretUnavailable: {exc}", retryable=True) from exc
+        link = unsubscribe.unsubscribe_url(settings.public_api_url, key, contact.team_id, contact.contact_id)
         context = {"contact": contact.template_context(), "pipeline": {"name": ctx.pipeline.name}, "unsubscribe_url": link}
 
         subject = _subject_line(templating.render_text(str(ctx.step.data["subject"]), context))
