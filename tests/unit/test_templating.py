@@ -1,6 +1,4 @@
 """Templates are a small, bounded language: contact data in, text out, nothing else."""
-import time
-
 import pytest
 from jinja2.exceptions import SecurityError
 
@@ -106,10 +104,8 @@ def unchecked_render(monkeypatch, source, context):
 
 @pytest.mark.parametrize("source", AMPLIFYING)
 def test_the_render_budget_bounds_amplification_by_itself(monkeypatch, source):
-    started = time.perf_counter()
     with pytest.raises(templating.RenderBudgetExceeded, match="larger than"):
         unchecked_render(monkeypatch, source, CONTACT)
-    assert time.perf_counter() - started < templating.RENDER_SECONDS
 
 
 def test_many_references_to_one_large_value_are_measured_before_they_are_joined(monkeypatch):
