@@ -186,3 +186,13 @@ def test_templates_are_compiled_once_per_source():
         templating.render_text("Hi {{ contact.first_name }}", {"contact": {"first_name": name}})
     info = templating.compiled.cache_info()
     assert (info.misses, info.hits) == (1, 2)
+
+
+def test_any_data_prints():
+    from datetime import datetime, timezone
+    from decimal import Decimal
+
+    values = {"n": Decimal("3"), "f": 1.5, "b": True, "none": None, "tags": {"x"}, "at": datetime(2026, 1, 2, tzinfo=timezone.utc)}
+    source = "{{ contact.attributes.n }} {{ contact.attributes.f }} {{ contact.attributes.b }} {{ contact.attributes.none }} " \
+             "{{ contact.attributes.tags }} {{ contact.attributes.at }}"
+    assert templating.render_text(source, {"contact": {"attributes": values}}) == "3 1.5 True None {'x'} 2026-01-02 00:00:00+00:00"

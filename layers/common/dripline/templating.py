@@ -30,6 +30,8 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import date
+from numbers import Number
 from typing import Any
 
 from jinja2 import Environment, Template, TemplateSyntaxError, nodes, pass_eval_context
@@ -207,7 +209,7 @@ def _counted(items: Iterable[Any]) -> Iterator[Any]:
 
 
 _JINJA_ARGUMENTS = (Environment, nodes.EvalContext, Context)
-_DATA_TYPES = (str, int, float, bool, type(None), list, tuple, Mapping, Undefined)
+_DATA_TYPES = (str, Number, type(None), list, tuple, set, frozenset, Mapping, date, Undefined)
 
 
 def _guarded_filter(function: Any) -> Any:
