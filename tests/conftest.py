@@ -24,7 +24,7 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 
 from moto import mock_aws  # noqa: E402
 
-from dripline import clock, runtime  # noqa: E402
+from dripline import clock, keys, runtime  # noqa: E402
 from dripline.clock import ManualClock  # noqa: E402
 from dripline.settings import Settings  # noqa: E402
 from dripline_local.resources import LocalResources, create_resources  # noqa: E402
@@ -56,6 +56,7 @@ def aws(settings, frozen_clock) -> LocalResources:
         runtime.configure(settings)
         yield resources
     runtime.reset()
+    keys.forget()  # the next emulator's secrets are new
 
 
 @pytest.fixture(autouse=True)

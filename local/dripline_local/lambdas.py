@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import secrets
 import sys
 import threading
 import time
@@ -31,9 +30,6 @@ STACK_NAME = "dripline-local"
 LOCAL_PARAMETERS = {"Stage": "local"}
 # The API's function may not be in the template (yet): this is where it lives by convention.
 DEFAULT_FUNCTIONS = {"api": ("ApiFunction", 29), "enrollment": ("EnrollmentFunction", 60), "processor": ("ProcessorFunction", 120)}
-
-
-_LOCAL_SECRETS: dict[str, str] = {}
 
 
 class HandlerMissing(RuntimeError):
@@ -135,23 +131,9 @@ class Resolver:
                 return self.get_att(logical_id, attribute)
             return str(self.ref(expression))
 
-        return self.dynamic_references(re.sub(r"\$\{([^}]+)\}", replace, text))
-
-    def dynamic_references(self, text: str) -> str:
-        """`{{resolve:secretsmanager:NAME:SecretString...}}`, which CloudFormation fills at
-        deploy time from a generated secret: locally a random value per secret and process."""
-
-        def secret(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in _LOCAL_SECRETS:
-                _LOCAL_SECRETS[name] = secrets.token_urlsafe(32)
-            return _LOCAL_SECRETS[name]
-
-        return re.sub(r"\{\{resolve:secretsmanager:([^:}]+)[^}]*\}\}", secret, text)
+        return re.sub(r"\$\{([^}]+)\}", replace, text)
 
     def resolve(self, value: Any) -> Any:
-        if isinstance(value, str):
-            return self.dynamic_references(value)
         if isinstance(value, list):
             return [self.resolve(v) for v in value]
         if not isinstance(value, dict):
