@@ -1,4 +1,4 @@
-# The two commands of the README: `make run` (local stack) and `make test`.
+# The two commands of the README: `make run` (local stack) and `make test`; `make build` is sam build.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
-.PHONY: run test demo lint bench clean
+.PHONY: run test demo lint bench clean build
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,3 +29,44 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# --- sam build --------------------------------------------------------------------------
+# The SAM CLI lives in its own venv: its pins would fight the dev ones.
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+SAM_STAMP := $(SAM_VENV)/.installed
+# Lambda's python3.13: one given as PYTHON313=..., else pyenv's, else one on PATH that runs
+# (pyenv's shim on PATH exists even when 3.13 is not the selected version).
+ifndef PYTHON313
+PYTHON313 := $(shell for p in $(HOME)/.pyenv/versions/3.13*/bin/python3.13 $$(command -v python3.13); do \
+	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && echo "$$p" && break; done)
+endif
+# ARCH=x86_64 builds a copy of the template for x86_64 (the build test, on an x86_64 machine:
+# the template's arm64 wheels cannot load there). Empty: the template as it is (arm64).
+ARCH ?=
+ifeq ($(ARCH),)
+BUILD_TEMPLATE := infra/template.yaml
+BUILD_DIR := .aws-sam/build
+else
+BUILD_TEMPLATE := .aws-sam/template-$(ARCH).yaml
+BUILD_DIR := .aws-sam/build-$(ARCH)
+endif
+export SAM_CLI_TELEMETRY := 0
+
+$(SAM_STAMP):
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli
+	touch $(SAM_STAMP)
+
+build: $(SAM_STAMP)
+	@if [ -z "$(PYTHON313)" ]; then \
+		echo "make build: no python3.13 found (looked for PYTHON313=..., ~/.pyenv/versions/3.13*/bin, PATH)." >&2; \
+		echo "  Lambda runs python3.13 and sam build needs it: 'pyenv install 3.13' or pass PYTHON313=/path/to/python3.13." >&2; \
+		exit 1; fi
+ifneq ($(ARCH),)
+	@mkdir -p .aws-sam
+	sed -E 's/(Architectures: \[)arm64(\])/\1$(ARCH)\2/; s/(BuildArchitecture: )arm64/\1$(ARCH)/' \
+		infra/template.yaml > $(BUILD_TEMPLATE)
+endif
+	PATH="$(dir $(PYTHON313)):$$PATH" $(SAM) build --template-file $(BUILD_TEMPLATE) --build-dir $(BUILD_DIR)

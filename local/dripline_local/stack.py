@@ -242,8 +242,8 @@ class _Control:
     def now(self) -> datetime:
         return self.stack.clock.now()
 
-    def advance(self, seconds: float) -> datetime:
-        return self.stack.advance(seconds)
+    def fast_forward(self, seconds: float) -> dict[str, Any]:
+        return self.stack.scheduler.fast_forward(seconds).as_dict()
 
     def tick(self) -> Any:
         return self.stack.tick()
