@@ -108,7 +108,7 @@ class LocalControl(Protocol):
 
     def tick(self) -> Any: ...
 
-    def emails(self, to: str | None) -> list[dict[str, Any]]: ...
+    def emails(self, to: str | None, team: str | None = None, run: str | None = None) -> list[dict[str, Any]]: ...
 
 
 def _claims_as_strings(claims: dict[str, Any]) -> dict[str, str]:
@@ -384,7 +384,7 @@ class LocalHttpApp:
 
     def _emails(self, raw_query: str) -> Response:
         query = dict(parse_qsl(raw_query, keep_blank_values=True))
-        return Response.json(200, {"items": self.control.emails(query.get("to") or None)})
+        return Response.json(200, {"items": self.control.emails(query.get("to") or None, query.get("team") or None, query.get("run") or None)})
 
 
 def _json_body(body: bytes) -> dict[str, Any] | Response:

@@ -105,7 +105,7 @@ class LocalStack:
         serialise_dynamodb()
         cache_backend_lookup()
         self.clock = VirtualClock(self.start_time, running=self.tick_seconds > 0)
-        emails.stamp_send_times(self.clock.now)
+        emails.record_sends(self.clock.now)
 
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._moto.start()
@@ -208,11 +208,11 @@ class LocalStack:
     def tick(self) -> Any:
         return self.scheduler.tick()
 
-    def emails(self, to: str | None = None) -> list[dict[str, Any]]:
+    def emails(self, to: str | None = None, team: str | None = None, run: str | None = None) -> list[dict[str, Any]]:
         from dripline_local.emails import list_emails
         from dripline_local.lambdas import ACCOUNT_ID
 
-        return list_emails(ACCOUNT_ID, self.region, to=to)
+        return list_emails(ACCOUNT_ID, self.region, to=to, team=team, run=run)
 
     def info(self) -> StackInfo:
         return StackInfo(
@@ -248,8 +248,8 @@ class _Control:
     def tick(self) -> Any:
         return self.stack.tick()
 
-    def emails(self, to: str | None) -> list[dict[str, Any]]:
-        return self.stack.emails(to)
+    def emails(self, to: str | None, team: str | None = None, run: str | None = None) -> list[dict[str, Any]]:
+        return self.stack.emails(to, team, run)
 
 
 def lambda_output_file(path: str | None) -> IO[str] | None:

@@ -43,7 +43,7 @@ class FakeControl:
         self.ticks += 1
         return {"claimed": 2}
 
-    def emails(self, to):
+    def emails(self, to, team=None, run=None):
         return [{"to": [to]}] if to else []
 
 
