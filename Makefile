@@ -59,6 +59,9 @@ $(SAM_STAMP):
 	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli
 	touch $(SAM_STAMP)
 
+print-python313:  # for `dripline invoke --build-dir`: the python3.13 this Makefile would use
+	@echo $(PYTHON313)
+
 build: $(SAM_STAMP)
 	@if [ -z "$(PYTHON313)" ]; then \
 		echo "make build: no python3.13 found (looked for PYTHON313=..., ~/.pyenv/versions/3.13*/bin, PATH)." >&2; \

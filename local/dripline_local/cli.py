@@ -46,7 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--contacts", type=int, default=25)
     demo.add_argument("--days", type=float, default=4)
 
+    from dripline_local import invoke
+
+    invoke.add_arguments(commands.add_parser("invoke", help="run one handler of the template on one event (sam local invoke without Docker)"))
+
     args = parser.parse_args(argv)
+    if args.command == "invoke":
+        return invoke.run(args)
     if args.command == "demo":
         from dripline_local.demo import run_demo
 

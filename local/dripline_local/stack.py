@@ -25,6 +25,18 @@ HANDLER_CREDENTIALS = {
 }
 
 
+def with_local_aws(env: dict[str, str], *, endpoint_url: str, region: str, api_url: str) -> dict[str, str]:
+    """A handler environment pointed at the emulator (any credentials do)."""
+    return {
+        **env,
+        **HANDLER_CREDENTIALS,
+        "AWS_ENDPOINT_URL": endpoint_url,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_REGION": region,
+        "PUBLIC_API_URL": api_url,
+    }
+
+
 @dataclass(frozen=True)
 class StackInfo:
     api_url: str
@@ -119,14 +131,7 @@ class LocalStack:
 
         # The environment every handler reads once: the template's, resolved locally.
         env = function_environment(Resolver(load_template(), region=self.region, endpoint_url=self.aws_endpoint_url))
-        env.update(HANDLER_CREDENTIALS)
-        env.update(
-            AWS_ENDPOINT_URL=self.aws_endpoint_url,
-            AWS_DEFAULT_REGION=self.region,
-            AWS_REGION=self.region,
-            PUBLIC_API_URL=self.api_url,
-        )
-        os.environ.update(env)
+        os.environ.update(with_local_aws(env, endpoint_url=self.aws_endpoint_url, region=self.region, api_url=self.api_url))
         os.environ.pop("DYNAMODB_ENDPOINT", None)
         self.settings = Settings.from_env()
 
