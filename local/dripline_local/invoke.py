@@ -92,18 +92,15 @@ def invoke(
     api_url: str = "http://127.0.0.1:3000",
 ) -> Invocation:
     """Run one function on one event (JSON text) in a child process; see the module doc."""
-    from dripline_local.lambdas import ACCOUNT_ID, STACK_NAME, Resolver, function_environment, one_function_environment
+    from dripline_local.lambdas import ACCOUNT_ID, STACK_NAME, Resolver, one_function_environment
     from dripline_local.stack import with_local_aws
 
     props = function_properties(logical_id)
     with ExitStack() as cleanup:
-        fresh = endpoint is None
         if endpoint is None:
-            endpoint = cleanup.enter_context(_fresh_emulator())
+            endpoint = cleanup.enter_context(fresh_emulator())
         resolver = Resolver(load_template(), region=REGION, endpoint_url=endpoint)
         env = with_local_aws(one_function_environment(resolver, logical_id), endpoint_url=endpoint, region=REGION, api_url=api_url)
-        if fresh:
-            _create_resources(with_local_aws(function_environment(resolver), endpoint_url=endpoint, region=REGION, api_url=api_url), endpoint)
         code_dir, layers, interpreter = _code(logical_id, props, build_dir, python)
         workdir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="dripline-invoke-")))
         (workdir / "event.json").write_text(event_text, encoding="utf-8")
@@ -154,17 +151,23 @@ def default_python313() -> str | None:
 
 
 @contextmanager
-def _fresh_emulator() -> Iterator[str]:
+def fresh_emulator() -> Iterator[str]:
+    """A moto server in this process with the template's resources; yields its URL."""
     from moto.server import ThreadedMotoServer
 
+    from dripline_local.lambdas import Resolver, function_environment
     from dripline_local.logs import quiet_library_noise
+    from dripline_local.stack import with_local_aws
 
     quiet_library_noise()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
     try:
-        yield f"http://{host}:{port}"
+        env = function_environment(Resolver(load_template(), region=REGION, endpoint_url=endpoint))
+        _create_resources(with_local_aws(env, endpoint_url=endpoint, region=REGION, api_url=""), endpoint)
+        yield endpoint
     finally:
         server.stop()
 
