@@ -18,6 +18,7 @@ from typing import Any
 
 from dripline.settings import Settings
 from dripline_local.lambda_runtime import LambdaContext, load_handler
+from dripline_local.logs import labelled
 from dripline_local.resources import TABLE_SETTINGS
 from dripline_local.template import TEMPLATE_PATH, function_properties, load_template
 
@@ -217,8 +218,10 @@ class LocalFunction:
         memory: int = 128,
         reserved_concurrency: int | None = None,
         region: str = "us-east-1",
+        service: str | None = None,
     ) -> None:
         self.logical_id = logical_id
+        self.service = service or code_dir.name  # its POWERTOOLS_SERVICE_NAME in Lambda
         self.code_dir = code_dir
         self.module_file, _, self.attribute = handler.rpartition(".")
         self.timeout = float(timeout)
@@ -250,10 +253,12 @@ class LocalFunction:
 
     def invoke(self, event: dict[str, Any]) -> Any:
         handler = self.handler()
-        if self._slots is None:
-            return handler(event, self.context())
-        with self._slots:
-            return handler(event, self.context())
+        context = self.context()
+        with labelled(context, self.service):  # its output lines name this function
+            if self._slots is None:
+                return handler(event, context)
+            with self._slots:
+                return handler(event, context)
 
 
 def load_functions(region: str, template_path: Path = TEMPLATE_PATH) -> dict[str, LocalFunction]:
@@ -275,6 +280,7 @@ def load_functions(region: str, template_path: Path = TEMPLATE_PATH) -> dict[str
             memory=props.get("MemorySize", 128),
             reserved_concurrency=props.get("ReservedConcurrentExecutions"),
             region=region,
+            service=props.get("Environment", {}).get("Variables", {}).get("POWERTOOLS_SERVICE_NAME"),
         )
     project = root.parent
     for key, (logical_id, timeout) in DEFAULT_FUNCTIONS.items():

@@ -258,12 +258,13 @@ class _Control:
 
 
 def lambda_output_file(path: str | None) -> IO[str] | None:
-    """`-` is stdout, `off`/None is nowhere, anything else a file (truncated)."""
+    """`-` is stdout, `off`/None is nowhere, anything else a file (appended to: never
+    truncated, even when another stack was pointed at it)."""
     if path in (None, "", "off"):
         return None
     if path == "-":
         return sys.__stdout__
-    return open(path, "w", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives as long as the stack
+    return open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives as long as the stack
 
 
 logging.getLogger("botocore.credentials").setLevel(logging.WARNING)
