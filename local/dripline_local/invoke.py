@@ -28,6 +28,7 @@ from dripline_local.template import TEMPLATE_PATH, function_properties, load_tem
 
 PROJECT = TEMPLATE_PATH.parents[1]
 REGION = "us-east-1"
+INIT_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -116,9 +117,16 @@ def invoke(
             "--timeout", str(props.get("Timeout", 3)), "--memory", str(props.get("MemorySize", 128)),
         ]
         child_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_", "PYTHONPATH"))}
-        child_env.update(env, AWS_ACCOUNT_ID_ENDPOINT_MODE="disabled", AWS_LAMBDA_FUNCTION_NAME=name, PYTHONUNBUFFERED="1")
+        child_env.update(env, AWS_ACCOUNT_ID_ENDPOINT_MODE="disabled", AWS_LAMBDA_FUNCTION_NAME=name)
+        timeout = float(props.get("Timeout", 3))
         started = time.monotonic()
-        done = subprocess.run(command, env=child_env, cwd=workdir, capture_output=True, text=True, timeout=float(props.get("Timeout", 3)) + 60)
+        try:
+            # The function's Timeout, plus Lambda's 10 s init phase (process start, imports).
+            done = subprocess.run(command, env=child_env, cwd=workdir, capture_output=True, text=True, timeout=timeout + INIT_SECONDS)
+        except subprocess.TimeoutExpired as expired:
+            logs = (expired.stdout or b"").decode("utf-8", "replace") if isinstance(expired.stdout, bytes) else (expired.stdout or "")
+            timed_out = {"errorType": "Sandbox.Timedout", "errorMessage": f"Task timed out after {timeout:g} seconds"}
+            return Invocation(logical_id, timed_out, logs, True, int((time.monotonic() - started) * 1000))
         duration_ms = int((time.monotonic() - started) * 1000)
         response_file = workdir / "response.json"
         if not response_file.exists():  # the runtime itself died (bad interpreter, import error in the runtime)
