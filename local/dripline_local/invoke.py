@@ -108,8 +108,10 @@ def invoke(
         name = f"{STACK_NAME}-{logical_id}"
         command = [
             # -I: not this script's directory on sys.path (local/dripline_local/http.py would
-            # shadow the standard library's http), no PYTHON* variables, no user site.
-            interpreter, "-I", lambda_runtime.__file__,
+            # shadow the standard library's http), no PYTHON* variables, no user site. Built
+            # artifacts also get -S (no site-packages at all): everything beyond the standard
+            # library comes from the build, as in Lambda.
+            interpreter, "-I", *(["-S"] if build_dir else []), lambda_runtime.__file__,
             "--code-dir", str(code_dir), "--handler", str(props.get("Handler", "app.lambda_handler")),
             *[arg for layer in layers for arg in ("--layer", str(layer))],
             "--event", str(workdir / "event.json"), "--response-out", str(workdir / "response.json"),
