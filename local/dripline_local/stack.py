@@ -119,15 +119,16 @@ class LocalStack:
         self.clock = VirtualClock(self.start_time, running=self.tick_seconds > 0)
         emails.record_sends(self.clock.now)
 
+        # Bind the API's socket first: its URL goes into the handlers' environment, and a
+        # taken port stops the start before anything else runs.
+        self._http = LocalHttpServer(self.host, self.port, self.logger.info)
+        shown_host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        self.api_url = f"http://{shown_host}:{self._http.port}"
+
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._moto.start()
         moto_host, moto_port = self._moto.get_host_and_port()
         self.aws_endpoint_url = f"http://{moto_host}:{moto_port}"
-
-        # Bind the API's socket first: its URL goes into the handlers' environment.
-        self._http = LocalHttpServer(self.host, self.port, self.logger.info)
-        shown_host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        self.api_url = f"http://{shown_host}:{self._http.port}"
 
         # The environment every handler reads once: the template's, resolved locally.
         env = function_environment(Resolver(load_template(), region=self.region, endpoint_url=self.aws_endpoint_url))

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import re
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -86,3 +89,17 @@ def test_a_port_clash_names_the_port_and_suggests_port_0(server):
     with pytest.raises(PortInUse) as error:
         LocalHttpServer("127.0.0.1", server.port, lambda line: None)
     assert str(server.port) in str(error.value) and "--port 0" in str(error.value)
+
+
+def test_dripline_local_on_a_taken_port_says_which_and_suggests_port_0(child_env):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "dripline_local.cli", "local", "--port", str(port), "--lambda-logs", "off"],
+            cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, env=child_env, timeout=120,
+        )
+    assert done.returncode == 1
+    assert f"port {port} on 127.0.0.1 is already in use" in done.stderr and "--port 0" in done.stderr
+    assert "Traceback" not in done.stderr
