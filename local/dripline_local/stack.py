@@ -34,6 +34,8 @@ def with_local_aws(env: dict[str, str], *, endpoint_url: str, region: str, api_u
         "AWS_DEFAULT_REGION": region,
         "AWS_REGION": region,
         "PUBLIC_API_URL": api_url,
+        # Webhook steps may target http://127.0.0.1 here (never in AWS).
+        "WEBHOOK_ALLOW_INSECURE_LOCAL": "true",
     }
 
 

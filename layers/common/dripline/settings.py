@@ -56,6 +56,10 @@ class Settings:
     delivery_policy: DeliveryPolicy = DeliveryPolicy.AT_MOST_ONCE
     # Comma-separated modules that register custom actions (see dripline.actions).
     action_modules: str = ""
+    # The webhook action: seconds to connect, and again to wait for the answer.
+    webhook_timeout_seconds: float = 10.0
+    # Local stack and tests only: webhook URLs may use http and 127.0.0.1 (never in AWS).
+    webhook_allow_insecure_local: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -96,4 +100,5 @@ class Settings:
             max_runs_per_tick=max(1, number("MAX_RUNS_PER_TICK", defaults.max_runs_per_tick)),
             delivery_policy=DeliveryPolicy(text("DELIVERY_POLICY", defaults.delivery_policy.value)),
             action_modules=text("ACTION_MODULES", defaults.action_modules),
+            webhook_allow_insecure_local=env.get("WEBHOOK_ALLOW_INSECURE_LOCAL", "").strip().lower() in ("1", "true", "yes"),
         )
