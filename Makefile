@@ -17,7 +17,7 @@ CHECKOV := $(CHECKOV_VENV)/bin/checkov
 
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
-.PHONY: run test test-313 demo lint bench clean build
+.PHONY: run test test-313 demo lint bench chaos clean build
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,13 @@ else
 	$(MAKE) --no-print-directory $(STAMP313)
 	$(VENV313)/bin/pytest tests/unit tests/integration -n 2 --dist loadfile
 endif
+
+# The chaos run (README: Guarantees and how they are tested). Exit status 1 on a violation.
+SEED ?= 1
+CONTACTS ?= 200
+FAULT_RATE ?= 0.1
+chaos: $(STAMP)
+	$(BIN)/dripline chaos --seed $(SEED) --contacts $(CONTACTS) --fault-rate $(FAULT_RATE)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.processor_tick

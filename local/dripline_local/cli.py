@@ -45,13 +45,19 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--contacts", type=int, default=25)
     demo.add_argument("--days", type=float, default=4)
 
-    from dripline_local import invoke
+    from dripline_local import chaos, invoke, replay
 
     invoke.add_arguments(commands.add_parser("invoke", help="run one handler of the template on one event (sam local invoke without Docker)"))
+    chaos.add_arguments(commands.add_parser("chaos", help="the real handlers under seeded faults, then invariants (exit 1 on a violation)"))
+    replay.add_arguments(commands.add_parser("replay-dlq", help="re-drive the enrollment and SES-events dead-letter queues"))
 
     args = parser.parse_args(argv)
     if args.command == "invoke":
         return invoke.run(args)
+    if args.command == "chaos":
+        return chaos.run_from_args(args)
+    if args.command == "replay-dlq":
+        return replay.run_from_args(args)
     if args.command == "demo":
         from dripline_local.demo import run_demo
 

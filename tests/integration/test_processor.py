@@ -269,8 +269,10 @@ def test_expired_lease_is_reclaimed_without_resending_the_email(aws, stream, set
 
     run = the_run(contact)
     assert len(sent_emails()) == 1  # not sent twice
-    assert (run.history[0].outcome, run.history[0].error) == ("skipped", "delivery_unknown")
-    assert run.status == "pending" and run.next_step_number == 2
+    # No SES Send event recorded yet: the step waits for the settle window (dripline.delivery;
+    # tests/faults/test_lost_answers.py covers each way it then settles).
+    assert run.history == [] and run.last_error == "delivery_unverified"
+    assert run.status == "pending" and run.next_step_number == 1
 
 
 def test_reclaimed_email_is_resent_under_at_least_once(aws, stream, settings, frozen_clock):

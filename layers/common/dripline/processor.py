@@ -18,9 +18,10 @@ from datetime import datetime
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, ParamValidationError
+from pynamodb.exceptions import PynamoDBException
 
-from dripline import actions, clock, engine
+from dripline import actions, clock, delivery, engine
 from dripline.actions import ActionContext, ActionError
 from dripline.domain import ClaimedRun, Outcome, RunStatus
 from dripline.engine import ActionResult, DELIVERY_UNKNOWN
@@ -108,26 +109,42 @@ class RunOutcome:
 
 
 def classify(exc: Exception, *, idempotent: bool, policy: DeliveryPolicy) -> ActionResult:
-    """Turn an action's exception into a result: retry transient failures, fail the rest."""
+    """Turn an action's exception into a result, by whether the request may have taken effect.
+
+    Not taken effect (never sent, throttled, rejected before acting): a transient one is
+    retried, the rest fail. May have taken effect (the connection dropped or the read
+    timed out after sending, or a 5xx, which the service may answer after acting): an
+    idempotent action retries; a non-idempotent one (email) retries under at_least_once,
+    and under at_most_once retries only after dripline.delivery has checked SES's Send
+    events for it (the error says `delivery_unknown`). pynamodb wraps botocore's
+    exceptions (GetError, PutError ...): the wrapped cause is what is classified.
+    """
     if isinstance(exc, ActionError):
         return ActionResult.failed(str(exc), retryable=exc.retryable)
+    if isinstance(exc, PynamoDBException) and isinstance(exc.cause, (ClientError, BotoCoreError)):
+        return classify(exc.cause, idempotent=idempotent, policy=policy)
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code = error.get("Code", "Unknown")
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        retryable = code in RETRYABLE_ERROR_CODES or status >= 500
-        return ActionResult.failed(f"{code}: {error.get('Message', '')}".strip(), retryable=retryable)
-    if isinstance(exc, ReadTimeoutError):
-        # The request reached the service; it may have acted. Only an idempotent action
-        # (or the at-least-once policy) may try again.
-        if not idempotent and policy is DeliveryPolicy.AT_MOST_ONCE:
-            return ActionResult.skipped(DELIVERY_UNKNOWN)
-        return ActionResult.failed("timeout", retryable=True)
-    if isinstance(exc, (ConnectTimeoutError, EndpointConnectionError)):
-        return ActionResult.failed(f"{type(exc).__name__}: {exc}", retryable=True)
-    if isinstance(exc, BotoCoreError):
+        message = f"{code}: {error.get('Message', '')}".strip()
+        if status >= 500:
+            return _maybe_taken_effect(message, idempotent=idempotent, policy=policy)
+        return ActionResult.failed(message, retryable=code in RETRYABLE_ERROR_CODES)
+    if isinstance(exc, HTTPClientError):  # sent, answer lost: ConnectionClosedError, ReadTimeoutError ...
+        return _maybe_taken_effect(f"{type(exc).__name__}: {exc}", idempotent=idempotent, policy=policy)
+    if isinstance(exc, ParamValidationError):
+        return ActionResult.failed(f"{type(exc).__name__}: {exc}", retryable=False)
+    if isinstance(exc, BotoCoreError):  # never sent: no connection, no credentials yet ...
         return ActionResult.failed(f"{type(exc).__name__}: {exc}", retryable=True)
     return ActionResult.failed(f"{type(exc).__name__}: {exc}", retryable=False)
+
+
+def _maybe_taken_effect(error: str, *, idempotent: bool, policy: DeliveryPolicy) -> ActionResult:
+    if idempotent or policy is DeliveryPolicy.AT_LEAST_ONCE:
+        return ActionResult.failed(error, retryable=True)
+    # The retry is settled by dripline.delivery (Send events) before anything is resent.
+    return ActionResult.failed(DELIVERY_UNKNOWN, retryable=True, cause=error)
 
 
 class Processor:
@@ -212,12 +229,12 @@ class Processor:
         if step is None or action is None:
             reason = "step_missing" if step is None else f"unknown_action: {step.action_type}"
             return ActionResult.failed(reason, retryable=False), pipeline
-        if claimed.reclaimed:
-            decided = engine.outcome_of_reclaimed_step(action.idempotent, self.settings.delivery_policy)
-            if decided is not None:  # counted as delivery_unknown, whatever the attempts
-                logger.warning("step outcome unknown after lease expiry; not repeated", extra={"run_id": claimed.run_id})
+        if claimed.reclaimed or claimed.attempts:
+            # Did the attempt before this one take effect? (an email: SES's Send events)
+            decided = delivery.before_repeat(claimed, action.idempotent, self.settings, clock.now())
+            if decided is not None:
                 return decided, pipeline
-            if claimed.attempts >= self.settings.max_attempts:
+            if claimed.reclaimed and claimed.attempts >= self.settings.max_attempts:
                 # The step keeps outliving its lease (it kills or outlasts the processor).
                 return ActionResult.failed("lease_expired_too_often", retryable=False), pipeline
         try:

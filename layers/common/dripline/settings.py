@@ -61,6 +61,9 @@ class Settings:
     # Due runs one tick reads at most (oldest first, spread over the shards).
     max_runs_per_tick: int = 5000
     delivery_policy: DeliveryPolicy = DeliveryPolicy.AT_MOST_ONCE
+    # How long after an email step's outcome became unknown its SES Send event may still
+    # arrive; only then is a missing event taken to mean "not sent" (dripline.delivery).
+    send_event_settle_seconds: int = 120
     # Comma-separated modules that register custom actions (see dripline.actions).
     action_modules: str = ""
     # The webhook action: seconds to connect, and again to wait for the answer.
@@ -117,6 +120,7 @@ class Settings:
             processor_workers=max(1, number("PROCESSOR_WORKERS", defaults.processor_workers)),
             max_runs_per_tick=max(1, number("MAX_RUNS_PER_TICK", defaults.max_runs_per_tick)),
             delivery_policy=DeliveryPolicy(text("DELIVERY_POLICY", defaults.delivery_policy.value)),
+            send_event_settle_seconds=number("SEND_EVENT_SETTLE_SECONDS", defaults.send_event_settle_seconds),
             action_modules=text("ACTION_MODULES", defaults.action_modules),
             webhook_allow_insecure_local=env.get("WEBHOOK_ALLOW_INSECURE_LOCAL", "").strip().lower() in ("1", "true", "yes"),
         )

@@ -14,6 +14,7 @@ from pynamodb.attributes import (
     NumberAttribute,
     TTLAttribute,
     UnicodeAttribute,
+    UnicodeSetAttribute,
     UTCDateTimeAttribute,
 )
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
@@ -63,6 +64,7 @@ class Contact(Model):
 #   AUTO#<model_type>#<id>    "enroll every new <model_type> in this pipeline"
 #   STATS#<id>                counters the engine maintains as runs move
 #   EMAILEVENT#<msg>#<type>   one SES event already counted (expires after 30 days)
+#   DELIVERY#<run>#<step>     SES Send events of one email step (expires after 30 days)
 #   WEBHOOKSECRET             the team's key for signing webhooks (dripline.storage.teams)
 
 
@@ -135,6 +137,28 @@ class EmailEvent(Model):
     event_type = UnicodeAttribute()
     occurred_at = UTCDateTimeAttribute()
     expires_at = TTLAttribute()
+
+
+class DeliveryRecord(Model):
+    """What is known of one email step's delivery, per (run, step): the SES Send events
+    seen for it (ses_events adds them) and since when the processor has found its outcome
+    unknown (the anchor of the settle window). See dripline.delivery."""
+
+    class Meta(_Meta):
+        table_name = "dripline-pipelines"
+
+    team_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    run_id = UnicodeAttribute()
+    step_number = NumberAttribute()
+    # Message ids SES accepted for this step: a set, so a redelivered event adds nothing.
+    message_ids = UnicodeSetAttribute(null=True)
+    unknown_since = UTCDateTimeAttribute(null=True)
+    expires_at = TTLAttribute()
+
+
+def delivery_sk(run_id: str, step_number: int) -> str:
+    return f"DELIVERY#{run_id}#{step_number}"
 
 
 class WebhookSecret(Model):
@@ -317,6 +341,7 @@ ALL_MODELS: dict[type[Model], str] = {
     AutomaticPipeline: "pipelines_table",
     PipelineStats: "pipelines_table",
     EmailEvent: "pipelines_table",
+    DeliveryRecord: "pipelines_table",
     WebhookSecret: "pipelines_table",
     PipelineRun: "runs_table",
     Task: "tasks_table",
