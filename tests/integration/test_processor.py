@@ -100,7 +100,7 @@ def test_three_step_pipeline_runs_to_completion_over_simulated_days(aws, stream,
     assert ticks == 3  # one per step; the ~5,760 idle minutes between them were skipped
 
 
-def test_next_step_is_scheduled_at_execution_time_plus_delay(aws, stream, settings, frozen_clock):
+def test_next_step_is_planned_from_the_planned_time_not_the_late_execution(aws, stream, settings, frozen_clock):
     make_pipeline(TEAM, [EMAIL_STEP, TASK_STEP])
     contact = put_contact(TEAM, "ada@example.com")
     enroll(stream)
@@ -110,8 +110,9 @@ def test_next_step_is_scheduled_at_execution_time_plus_delay(aws, stream, settin
 
     run = the_run(contact)
     assert run.status == "pending" and run.next_step_number == 2 and run.current_step == 1
-    assert run.next_step_at == run.history[0].executed_at + timedelta(seconds=86400)
     assert run.history[0].scheduled_at == run.created_at
+    assert run.history[0].executed_at == run.created_at + timedelta(seconds=137)  # its lateness is recorded
+    assert run.next_step_at == run.created_at + timedelta(seconds=86400)  # the plan, not 137 s later
 
 
 def test_handler_accepts_the_sample_scheduled_event(aws, stream, frozen_clock):

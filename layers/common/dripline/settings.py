@@ -54,6 +54,8 @@ class Settings:
     # Due runs one tick reads at most (oldest first, spread over the shards).
     max_runs_per_tick: int = 5000
     delivery_policy: DeliveryPolicy = DeliveryPolicy.AT_MOST_ONCE
+    # A step this late keeps the spacing to the next step instead of the plan (engine.after_step).
+    replan_after_seconds: int = 3600
     # Comma-separated modules that register custom actions (see dripline.actions).
     action_modules: str = ""
 
@@ -94,6 +96,7 @@ class Settings:
             claim_margin_seconds=number("CLAIM_MARGIN_SECONDS", defaults.claim_margin_seconds),
             processor_workers=max(1, number("PROCESSOR_WORKERS", defaults.processor_workers)),
             max_runs_per_tick=max(1, number("MAX_RUNS_PER_TICK", defaults.max_runs_per_tick)),
+            replan_after_seconds=number("REPLAN_AFTER_SECONDS", defaults.replan_after_seconds),
             delivery_policy=DeliveryPolicy(text("DELIVERY_POLICY", defaults.delivery_policy.value)),
             action_modules=text("ACTION_MODULES", defaults.action_modules),
         )
