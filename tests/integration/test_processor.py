@@ -360,25 +360,20 @@ def test_next_due_looks_past_a_running_run_to_the_pending_one_behind_it(aws, str
     assert runs.next_due_at(1) == frozen_clock.now()  # second is due now, not when the lease ends
 
 
-def test_transient_storage_error_before_the_action_is_retried_not_lost(aws, stream, settings, frozen_clock, monkeypatch):
-    from dripline.storage import contacts as contact_storage
+def test_transient_storage_error_before_the_action_is_retried_not_lost(aws, stream, settings, frozen_clock):
+    from dripline_local.faults import THROTTLE, FaultInjector, Rule
 
     make_pipeline(TEAM, [EMAIL_STEP])
     contact = put_contact(TEAM, "ada@example.com")
     enroll(stream)
-    real_find = contact_storage.find_contact
-    failures = iter([ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, "GetItem")])
+    injector = FaultInjector(seed=1)
+    # Every SDK attempt of the tick's contacts read is throttled: pynamodb raises GetError.
+    injector.add(Rule("dynamodb", "BatchGetItem", THROTTLE, times=4))
 
-    def flaky_find(*args):
-        failure = next(failures, None)
-        if failure:
-            raise failure
-        return real_find(*args)
-
-    monkeypatch.setattr(contact_storage, "find_contact", flaky_find)
-    assert Processor(settings).tick().outcomes["retried"] == 1
+    with injector.installed():
+        assert Processor(settings).tick().outcomes["retried"] == 1
     run = the_run(contact)
-    assert run.status == "pending" and run.attempts == 1 and run.last_error.startswith("ProvisionedThroughput")
+    assert run.status == "pending" and run.attempts == 1 and "ProvisionedThroughputExceeded" in run.last_error
 
     frozen_clock.set(run.next_step_at)
     Processor(settings).tick()

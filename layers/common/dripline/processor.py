@@ -33,6 +33,7 @@ from dripline.observability import MetricUnit, logger, metrics
 from dripline.settings import DeliveryPolicy, Settings
 from dripline.storage import contacts, pipelines, runs, stats
 from dripline.storage.models import Contact
+from dripline.storage.util import botocore_cause, is_transient
 
 # Runs claimed, then read (contacts: one BatchGetItem of at most 100 keys), then executed
 # together. Small enough that a contact read is seconds old, not a whole tick old.
@@ -282,8 +283,9 @@ class Processor:
             if claimed.attempts >= self.settings.max_attempts:
                 # The step keeps outliving its lease (it kills or outlasts the processor).
                 return ActionResult.failed("lease_expired_too_often", retryable=False), pipeline
-        if isinstance(people, Exception):  # the action was not attempted: safe to retry
-            return classify(people, idempotent=True, policy=self.settings.delivery_policy), pipeline
+        if isinstance(people, Exception):  # the action was not attempted: a throttle or 5xx retries
+            cause = botocore_cause(people)
+            return ActionResult.failed(f"contacts read: {type(cause).__name__}: {cause}", retryable=is_transient(people)), pipeline
         contact = people.get(f"{claimed.team_id}#{claimed.pipelineable_id}")
         if contact is None:
             return ActionResult.stop("contact_deleted"), pipeline

@@ -256,7 +256,7 @@ def next_due_at(due_shards: int, scan_limit: int = 200) -> datetime | None:
 
     for n in range(due_shards):
         entries = list(PipelineRun.due_index.query(f"due#{n}", limit=scan_limit, page_size=50))
-        found = _batch_read([(e.owner, e.run_id) for e in entries], attributes=["owner", "run_id", "status", "lease_expires_at"])
+        found = _batch_read([(e.owner, e.run_id) for e in entries], attributes=STATE_ATTRIBUTES)
         for entry in entries:
             run = found.get((entry.owner, entry.run_id))
             if run is None:
@@ -270,6 +270,10 @@ def next_due_at(due_shards: int, scan_limit: int = 200) -> datetime | None:
             if len(entries) >= scan_limit:  # pathological: tick now rather than guess
                 consider(entries[0].next_step_at)
     return earliest
+
+
+# Stored names (pynamodb's attributes_to_get takes them as stored).
+STATE_ATTRIBUTES = [a.attr_name for a in (PipelineRun.owner, PipelineRun.run_id, PipelineRun.status, PipelineRun.lease_expires_at)]
 
 
 def _batch_read(keys: list[tuple[str, str]], attributes: list[str] | None = None) -> dict[tuple[str, str], PipelineRun]:
