@@ -4,8 +4,6 @@ and a lost claim, finish or create answer is recognised as our own write.
 Faults are injected where requests reach AWS (dripline_local.faults wraps moto's request
 hook), so they pass through botocore's retries and pynamodb's wrappers as in production.
 """
-from datetime import timedelta
-
 import pytest
 
 from dripline.processor import Processor
@@ -53,6 +51,22 @@ def sent_emails():
     return ses_backends["123456789012"]["us-east-1"].sent_messages
 
 
+def enrolled(stream, steps):
+    """A pipeline and one contact enrolled in it (no faults yet)."""
+    pipeline = make_pipeline(TEAM, steps)
+    contact = put_contact(TEAM, "ada@example.com")
+    enroll(stream)
+    return pipeline, contact
+
+
+def tick_under(settings, rule, seed=1):
+    """One processor tick with one fault rule; returns its report and the injector."""
+    injector = FaultInjector(seed=seed)
+    injector.add(rule)
+    with injector.installed():
+        return Processor(settings).tick(), injector
+
+
 def counters(pipeline):
     """The stats counters, next to the same counters recounted from the runs."""
     document = stats.read(TEAM, pipeline.pipeline_id, [(s.step_number, s.action_type) for s in pipeline.spec.steps])
@@ -64,14 +78,9 @@ def counters(pipeline):
 
 
 def test_a_lost_claim_answer_is_our_claim_and_the_email_goes_out_once(aws, stream, settings):
-    pipeline = make_pipeline(TEAM, [EMAIL_STEP])
-    put_contact(TEAM, "ada@example.com")
-    enroll(stream)
-    injector = FaultInjector(seed=1)
-    injector.add(Rule("dynamodb", "UpdateItem", LOSE_CONNECTION, times=1, when=is_claim))
+    pipeline, _ = enrolled(stream, [EMAIL_STEP])
 
-    with injector.installed():
-        report = Processor(settings).tick()
+    report, injector = tick_under(settings, Rule("dynamodb", "UpdateItem", LOSE_CONNECTION, times=1, when=is_claim))
 
     assert injector.injected[("dynamodb", "UpdateItem", LOSE_CONNECTION)] == 1
     assert report.outcomes == {"completed": 1}  # not "lost", not reclaimed later as delivery_unknown
@@ -81,14 +90,9 @@ def test_a_lost_claim_answer_is_our_claim_and_the_email_goes_out_once(aws, strea
 
 
 def test_a_lost_finish_answer_is_recognised_and_the_step_counted(aws, stream, settings):
-    pipeline = make_pipeline(TEAM, [EMAIL_STEP, QUICK_TASK])
-    contact = put_contact(TEAM, "ada@example.com")
-    enroll(stream)
-    injector = FaultInjector(seed=2)
-    injector.add(Rule("dynamodb", "UpdateItem", LOSE_500, times=1, when=is_finish))
+    pipeline, contact = enrolled(stream, [EMAIL_STEP, QUICK_TASK])
 
-    with injector.installed():
-        report = Processor(settings).tick()
+    report, _ = tick_under(settings, Rule("dynamodb", "UpdateItem", LOSE_500, times=1, when=is_finish))
 
     (run,) = runs.runs_of(TEAM, "contact", contact.contact_id)
     assert report.outcomes == {"pending": 1} and run.status == "pending" and run.current_step == 1
@@ -96,43 +100,30 @@ def test_a_lost_finish_answer_is_recognised_and_the_step_counted(aws, stream, se
     assert actual == expected and actual[1] == [1, 0] and actual[2] == 1
 
 
-def test_a_lost_create_answer_still_counts_the_run(aws, stream, settings):
+@pytest.mark.parametrize(
+    "operation, lost",
+    [("PutItem", is_run_put), ("UpdateItem", is_stats_add)],
+    ids=["run-created", "stats-added"],  # the SDK's retry must neither lose nor repeat it
+)
+def test_a_lost_answer_during_enrollment_counts_the_run_once(aws, stream, settings, operation, lost):
     pipeline = make_pipeline(TEAM, [EMAIL_STEP])
     put_contact(TEAM, "ada@example.com")
     injector = FaultInjector(seed=3)
-    injector.add(Rule("dynamodb", "PutItem", LOSE_CONNECTION, times=1, when=is_run_put))
+    injector.add(Rule("dynamodb", operation, LOSE_CONNECTION, times=1, when=lost))
 
     with injector.installed():
         enroll(stream)
 
-    assert injector.injected[("dynamodb", "PutItem", LOSE_CONNECTION)] == 1
+    assert injector.injected[("dynamodb", operation, LOSE_CONNECTION)] == 1
     actual, expected = counters(pipeline)
     assert actual == expected and actual[0]["total"] == actual[0]["pending"] == 1
 
 
-def test_a_lost_stats_answer_is_applied_once(aws, stream, settings):
-    pipeline = make_pipeline(TEAM, [EMAIL_STEP])
-    put_contact(TEAM, "ada@example.com")
-    injector = FaultInjector(seed=4)
-    injector.add(Rule("dynamodb", "UpdateItem", LOSE_CONNECTION, times=1, when=is_stats_add))
-
-    with injector.installed():
-        enroll(stream)  # the SDK retries the ADD whose answer was lost: it must not add twice
-
-    actual, expected = counters(pipeline)
-    assert actual == expected and actual[0]["total"] == 1
-
-
 def test_a_throttled_stats_flush_is_retried_not_dropped(aws, stream, settings):
-    pipeline = make_pipeline(TEAM, [EMAIL_STEP])
-    put_contact(TEAM, "ada@example.com")
-    enroll(stream)
-    injector = FaultInjector(seed=5)
-    # Every SDK attempt (pynamodb: 4) of the tick's ADD, and two of our own retries.
-    injector.add(Rule("dynamodb", "UpdateItem", THROTTLE, times=6, when=is_stats_add))
+    pipeline, _ = enrolled(stream, [EMAIL_STEP])
 
-    with injector.installed():
-        Processor(settings).tick()
+    # Every SDK attempt (pynamodb: 4) of the tick's ADD, and two of our own retries.
+    _, injector = tick_under(settings, Rule("dynamodb", "UpdateItem", THROTTLE, times=6, when=is_stats_add))
 
     assert injector.injected[("dynamodb", "UpdateItem", THROTTLE)] == 6
     actual, expected = counters(pipeline)
@@ -164,14 +155,10 @@ def test_stats_equal_the_runs_after_random_throttles_5xx_and_lost_answers(aws, s
 
 
 def test_counters_lag_after_a_kill_before_the_flush_and_reconcile_closes_the_gap(aws, stream, settings):
-    pipeline = make_pipeline(TEAM, [EMAIL_STEP])
-    put_contact(TEAM, "ada@example.com")
-    enroll(stream)
-    injector = FaultInjector(seed=6)
-    injector.add(Rule("dynamodb", "UpdateItem", KILL_BEFORE, times=1, when=is_stats_add))
+    pipeline, _ = enrolled(stream, [EMAIL_STEP])
 
-    with injector.installed(), pytest.raises(Kill):
-        Processor(settings).tick()  # the run is completed; the process dies before its flush
+    with pytest.raises(Kill):  # the run is completed; the process dies before its flush
+        tick_under(settings, Rule("dynamodb", "UpdateItem", KILL_BEFORE, times=1, when=is_stats_add))
 
     actual, expected = counters(pipeline)
     assert actual[0]["pending"] == 1 and expected[0]["completed"] == 1  # behind by the tick
