@@ -55,6 +55,8 @@ def test_every_step_of_a_twenty_step_pipeline_costs_three_calls_and_at_most_four
             stats_add = usage.write_units.get("dripline-pipelines", 0)
             assert (step_path - stats_add) / contacts <= 4.0, (number, usage.write_units)
             assert stats_add <= 2, (number, usage.write_units)  # one ADD for the whole tick
+            print(f"step {number}: {usage.total_calls / contacts:.2f} calls, {(step_path - stats_add) / contacts:.2f} "
+                  f"write units (+{stats_add / contacts:.2f} stats, +{usage.write_units.get('dripline-tasks', 0) / contacts:.0f} task)")
             frozen_clock.advance(3600)
 
 
