@@ -493,3 +493,23 @@ def test_an_email_reclaimed_on_its_last_attempt_is_delivery_unknown_not_failed(a
     assert report.events["DeliveryUnknown"] == 1
     assert (run.history[0].outcome, run.history[0].error) == ("skipped", "delivery_unknown")
     assert run.status == "pending" and run.next_step_number == 2
+
+
+def test_lateness_does_not_add_up_over_five_minute_aligned_steps(aws, stream, settings, frozen_clock):
+    steps = [{**EMAIL_STEP, "step_number": n, "delay_seconds": 0 if n == 1 else 120} for n in range(1, 6)]
+    make_pipeline(TEAM, steps)
+    contact = put_contact(TEAM, "ada@example.com")
+    enroll(stream)  # at 09:00:00, the minute a rule fires
+    start = frozen_clock.now()
+    processor = Processor(settings)
+
+    for minute in range(10):
+        # every tick starts 2 s after its minute (the invocation's own start-up)
+        frozen_clock.set(start + timedelta(minutes=minute, seconds=2))
+        processor.tick()
+
+    run = the_run(contact)
+    assert run.status == "completed"
+    lateness = [(h.executed_at - h.scheduled_at).total_seconds() for h in run.history]
+    assert lateness == [2.0] * 5  # no step more than one tick behind its plan, and no drift
+    assert [h.scheduled_at - start for h in run.history] == [timedelta(minutes=2 * n) for n in range(5)]
