@@ -125,6 +125,8 @@ class LocalStack:
             AWS_DEFAULT_REGION=self.region,
             AWS_REGION=self.region,
             PUBLIC_API_URL=self.api_url,
+            # Webhook steps may target http://127.0.0.1 here (never in AWS).
+            WEBHOOK_ALLOW_INSECURE_LOCAL="true",
         )
         os.environ.update(env)
         os.environ.pop("DYNAMODB_ENDPOINT", None)

@@ -34,8 +34,12 @@ def test_document_has_every_route_of_api_md():
     document = json.loads(openapi_json())
     routes = {(method, path) for path, ops in document["paths"].items() for method in ops}
     assert API_MD_ROUTES <= routes
-    # Beyond API.md: the contact listing, and the counters' recount (see README, "Stats counters").
-    assert routes - API_MD_ROUTES == {("get", "/contacts"), ("post", "/pipelines/{pipeline_id}/stats/reconcile")}
+    # Beyond API.md: the contact listing, the webhook secret (issue 11) and the counters' recount
+    # (README, "Stats counters").
+    assert routes - API_MD_ROUTES == {
+        ("get", "/contacts"), ("get", "/webhook-secret"), ("post", "/webhook-secret/rotate"),
+        ("post", "/pipelines/{pipeline_id}/stats/reconcile"),
+    }
 
 
 def test_authenticated_routes_declare_the_bearer_scheme():

@@ -58,6 +58,10 @@ class Settings:
     replan_after_seconds: int = 3600
     # Comma-separated modules that register custom actions (see dripline.actions).
     action_modules: str = ""
+    # The webhook action: seconds to connect, and again to wait for the answer.
+    webhook_timeout_seconds: float = 10.0
+    # Local stack and tests only: webhook URLs may use http and 127.0.0.1 (never in AWS).
+    webhook_allow_insecure_local: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -99,4 +103,5 @@ class Settings:
             replan_after_seconds=number("REPLAN_AFTER_SECONDS", defaults.replan_after_seconds),
             delivery_policy=DeliveryPolicy(text("DELIVERY_POLICY", defaults.delivery_policy.value)),
             action_modules=text("ACTION_MODULES", defaults.action_modules),
+            webhook_allow_insecure_local=env.get("WEBHOOK_ALLOW_INSECURE_LOCAL", "").strip().lower() in ("1", "true", "yes"),
         )

@@ -18,7 +18,7 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Serve
 from dripline import runtime
 from dripline.api import errors
 from dripline.api.identity import is_public, team_from_event
-from dripline.api.routes import automatic, contacts, health, pipelines, runs, tasks, unsubscribe
+from dripline.api.routes import automatic, contacts, health, pipelines, runs, tasks, unsubscribe, webhooks
 
 MAX_BODY_BYTES = 256 * 1024
 TITLE = "Dripline"
@@ -42,7 +42,7 @@ def build_resolver() -> APIGatewayHttpResolver:
         servers=[Server(url="/")],
         security_schemes={"bearerAuth": HTTPBearer(bearerFormat="JWT")},
     )
-    for module in (health, pipelines, automatic, contacts, runs, tasks, unsubscribe):
+    for module in (health, pipelines, automatic, contacts, runs, tasks, unsubscribe, webhooks):
         app.include_router(module.router)
 
     @app.get("/openapi.json", include_in_schema=False)

@@ -105,14 +105,14 @@ def check_pipeline_ids(value: list[str]) -> list[str]:
 class StepIn(_Request):
     step_number: StrictInt = Field(ge=1, le=1_000_000, description="Order of the step; unique; gaps allowed")
     action_type: str = Field(
-        min_length=1, max_length=100, description="A registered action: `send_email`, `create_task` or a custom one"
+        min_length=1, max_length=100, description="A registered action: `send_email`, `create_task`, `webhook` or a custom one"
     )
     delay_seconds: StrictInt = Field(
         0, ge=0, le=MAX_DELAY_SECONDS, description="Wait before this step (after the previous one, or enrollment)"
     )
     message: str = Field("", description="A Jinja2 template (sandboxed), at most 100 KB")
     data: dict[str, Any] = Field(
-        default_factory=dict, description="Action-specific (at most 10 KB): `subject` for send_email; `title`, `assignee`, `due_in_seconds` for create_task"
+        default_factory=dict, description="Action-specific (at most 10 KB): `subject` for send_email; `title`, `assignee`, `due_in_seconds` for create_task; `url` (https, public host) for webhook"
     )
 
     @field_validator("message")

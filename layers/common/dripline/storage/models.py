@@ -68,6 +68,7 @@ class Contact(Model):
 #   AUTO#<model_type>#<id>    "enroll every new <model_type> in this pipeline"
 #   STATS#<id>                counters the engine maintains as runs move
 #   EMAILEVENT#<msg>#<type>   one SES event already counted (expires after 30 days)
+#   WEBHOOKSECRET             the team's key for signing webhooks (dripline.storage.teams)
 
 
 class PipelineHead(Model):
@@ -139,6 +140,23 @@ class EmailEvent(Model):
     event_type = UnicodeAttribute()
     occurred_at = UTCDateTimeAttribute()
     expires_at = TTLAttribute()
+
+
+class WebhookSecret(Model):
+    """The team's webhook signing key; after a rotation the previous one stays valid a while."""
+
+    class Meta(_Meta):
+        table_name = "dripline-pipelines"
+
+    team_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    secret = UnicodeAttribute(null=True)
+    created_at = UTCDateTimeAttribute(null=True)
+    previous_secret = UnicodeAttribute(null=True)
+    previous_valid_until = UTCDateTimeAttribute(null=True)
+
+
+WEBHOOK_SECRET_SK = "WEBHOOKSECRET"
 
 
 def email_event_sk(message_id: str, event_type: str) -> str:
@@ -372,6 +390,7 @@ ALL_MODELS: dict[type[Model], str] = {
     AutomaticPipeline: "pipelines_table",
     PipelineStats: "pipelines_table",
     EmailEvent: "pipelines_table",
+    WebhookSecret: "pipelines_table",
     PipelineRun: "runs_table",
     Task: "tasks_table",
 }
