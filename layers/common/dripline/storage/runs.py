@@ -254,11 +254,21 @@ def next_due_at(due_shards: int, scan_limit: int = 200) -> datetime | None:
         if moment is not None and (earliest is None or moment < earliest):
             earliest = moment
 
-    for n in range(due_shards):
+    # Each shard's first entry, their runs read in one BatchGetItem: usually a pending
+    # run, which settles the shard. A shard led by a running run is read further.
+    heads = {n: next(iter(PipelineRun.due_index.query(f"due#{n}", limit=1)), None) for n in range(due_shards)}
+    found = _batch_read([(e.owner, e.run_id) for e in heads.values() if e is not None], attributes=STATE_ATTRIBUTES)
+    for n, head in heads.items():
+        if head is None:
+            continue
+        run = found.get((head.owner, head.run_id))
+        if run is not None and run.status == RunStatus.PENDING.value:
+            consider(head.next_step_at)
+            continue
         entries = list(PipelineRun.due_index.query(f"due#{n}", limit=scan_limit, page_size=50))
-        found = _batch_read([(e.owner, e.run_id) for e in entries], attributes=STATE_ATTRIBUTES)
+        states = _batch_read([(e.owner, e.run_id) for e in entries], attributes=STATE_ATTRIBUTES)
         for entry in entries:
-            run = found.get((entry.owner, entry.run_id))
+            run = states.get((entry.owner, entry.run_id))
             if run is None:
                 continue  # ended since the index was read
             if run.status == RunStatus.RUNNING.value and run.lease_expires_at is not None:
