@@ -64,6 +64,8 @@ class Settings:
     # How long after an email step's outcome became unknown its SES Send event may still
     # arrive; only then is a missing event taken to mean "not sent" (dripline.delivery).
     send_event_settle_seconds: int = 120
+    # A step this late keeps the spacing to the next step instead of the plan (engine.after_step).
+    replan_after_seconds: int = 3600
     # Comma-separated modules that register custom actions (see dripline.actions).
     action_modules: str = ""
     # The webhook action: seconds to connect, and again to wait for the answer.
@@ -119,6 +121,7 @@ class Settings:
             claim_margin_seconds=number("CLAIM_MARGIN_SECONDS", defaults.claim_margin_seconds),
             processor_workers=max(1, number("PROCESSOR_WORKERS", defaults.processor_workers)),
             max_runs_per_tick=max(1, number("MAX_RUNS_PER_TICK", defaults.max_runs_per_tick)),
+            replan_after_seconds=number("REPLAN_AFTER_SECONDS", defaults.replan_after_seconds),
             delivery_policy=DeliveryPolicy(text("DELIVERY_POLICY", defaults.delivery_policy.value)),
             send_event_settle_seconds=number("SEND_EVENT_SETTLE_SECONDS", defaults.send_event_settle_seconds),
             action_modules=text("ACTION_MODULES", defaults.action_modules),

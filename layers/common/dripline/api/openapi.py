@@ -38,7 +38,7 @@ def _link(source: str, status: str, expression: str, targets: dict[str, str]) ->
 _PIPELINE_TARGETS = {
     "get_pipeline": "pipeline_id", "update_pipeline": "pipeline_id", "archive_pipeline": "pipeline_id",
     "pipeline_stats": "pipeline_id", "put_automatic": "pipeline_id", "delete_automatic": "pipeline_id",
-    "list_runs": "pipeline_id",
+    "list_runs": "pipeline_id", "reconcile_pipeline_stats": "pipeline_id",
 }
 _CONTACT_TARGETS = {
     "get_contact": "contact_id", "patch_contact": "contact_id", "delete_contact": "contact_id",

@@ -17,7 +17,7 @@ from dripline.api.schemas import ContactIn, ContactPatch, PipelineIn
 from dripline.domain import ACTIVE_STATUSES, Step
 from dripline.errors import Conflict, NotFound, ValidationFailed
 from dripline.settings import Settings
-from dripline.storage import contacts, pipelines, runs
+from dripline.storage import contacts, pipelines, runs, stats
 from dripline.storage.models import Contact, PipelineRun
 
 CONTACT = "contact"
@@ -88,15 +88,12 @@ def archive_pipeline(team_id: str, pipeline_id: str, now: datetime, *, cancel_ru
     pipelines.archive_pipeline(team_id, pipeline_id, now)
     if not cancel_runs:
         return 0
-    cancelled = 0
-    for status in ACTIVE_STATUSES:
-        key: dict | None = None
-        while True:
-            page, key = runs.list_runs(team_id, status=status, pipeline_id=pipeline_id, limit=100, start_key=key)
-            cancelled += sum(runs.cancel_run(run, now, "pipeline_archived") for run in page)
-            if key is None:
-                break
-    return cancelled
+    with stats.Tally() as tally:  # one counter write for all the cancellations
+        return sum(
+            runs.cancel_run(run, now, "pipeline_archived", tally)
+            for run in runs.all_runs_of_pipeline(team_id, pipeline_id)
+            if run.status in ACTIVE_STATUSES
+        )
 
 
 def set_automatic(team_id: str, pipeline_id: str, now: datetime):
@@ -110,10 +107,15 @@ def unset_automatic(team_id: str, pipeline_id: str) -> None:
 
 
 def pipeline_stats(team_id: str, pipeline_id: str) -> dict[str, Any]:
-    from dripline.storage import stats
-
     pipeline = pipelines.get_pipeline(team_id, pipeline_id)
     return stats.read(team_id, pipeline_id, [(s.step_number, s.action_type) for s in pipeline.spec.steps])
+
+
+def reconcile_stats(team_id: str, pipeline_id: str) -> dict[str, Any]:
+    """Recount the pipeline's counters from its runs, then answer its stats."""
+    pipelines.get_pipeline(team_id, pipeline_id)  # unknown (or another team's) id: 404
+    stats.reconcile(team_id, pipeline_id)
+    return pipeline_stats(team_id, pipeline_id)
 
 
 # --- contacts ----------------------------------------------------------------------------------
