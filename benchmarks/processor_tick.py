@@ -52,8 +52,7 @@ def seed(settings: Settings, finished: int) -> None:
             owner = run_owner("bench", "contact", f"old{i}")
             batch.save(PipelineRun(
                 owner, uuid.uuid4().hex, team_id="bench", pipeline_id=pipeline.pipeline_id,
-                pipeline_key=f"bench#{pipeline.pipeline_id}", pipeline_version=1, pipelineable_type="contact",
-                pipelineable_id=f"old{i}", source="automatic", enrollment_key="insert", status="completed",
+                pipeline_version=1, source="automatic", enrollment_key="insert", status="completed",
                 history=[], created_at=clock.now(), updated_at=clock.now(), completed_at=clock.now(),
             ))
     from tests.support import put_contact

@@ -28,7 +28,7 @@ def _out(keys: teams.SigningKeys) -> WebhookSecretOut:
 
 
 @router.get(
-    "/webhook-secret",
+    "/webhook-secret", operation_id="get_webhook_secret",
     summary="The team's webhook signing secret",
     description="Created on first use. Receivers verify `Dripline-Signature` with it (see the README).",
     tags=TAGS, security=AUTH,
@@ -39,7 +39,7 @@ def get_webhook_secret() -> WebhookSecretOut:
 
 
 @router.post(
-    "/webhook-secret/rotate",
+    "/webhook-secret/rotate", operation_id="rotate_webhook_secret",
     summary="Replace the webhook signing secret",
     description=f"The previous secret stays valid for {int(teams.ROTATION_GRACE.total_seconds() // 3600)} hours: "
     "meanwhile every webhook carries a `v1` signature under each. 409 if another rotation ran at the same time.",
