@@ -54,6 +54,7 @@ KB = 1024
 READ_UNIT_BYTES = 4 * KB
 WRITE_OPERATIONS = frozenset({"PutItem", "UpdateItem", "DeleteItem"})
 _CONTEXT_KEY = "dripline_meter"
+REFUSED_CODES = frozenset({"ConditionalCheckFailedException", "TransactionCanceledException"})
 
 
 # --- DynamoDB's sizing rules ----------------------------------------------------------------
@@ -174,6 +175,8 @@ class Usage:
     calls: Counter = field(default_factory=Counter)  # "service:Operation" -> count
     write_units: Counter = field(default_factory=Counter)  # table -> WCU (indexes included)
     read_units: Counter = field(default_factory=Counter)  # table -> RCU
+    # Conditional writes DynamoDB refused ("service:Operation" -> count): paid, wasted.
+    refused: Counter = field(default_factory=Counter)
 
     @property
     def total_calls(self) -> int:
@@ -192,6 +195,7 @@ class Usage:
             Counter({k: v - other.calls[k] for k, v in self.calls.items() if v - other.calls[k]}),
             Counter({k: v - other.write_units[k] for k, v in self.write_units.items() if v - other.write_units[k]}),
             Counter({k: v - other.read_units[k] for k, v in self.read_units.items() if v - other.read_units[k]}),
+            Counter({k: v - other.refused[k] for k, v in self.refused.items() if v - other.refused[k]}),
         )
 
     def per(self, n: int) -> dict[str, Any]:
@@ -204,6 +208,7 @@ class Usage:
             "read_units": round(self.total_read_units / n, 3),
             "write_units_by_table": {k: round(v / n, 3) for k, v in sorted(self.write_units.items())},
             "read_units_by_table": {k: round(v / n, 3) for k, v in sorted(self.read_units.items())},
+            "refused_conditional_writes": round(sum(self.refused.values()) / n, 4),
         }
 
 
@@ -259,7 +264,8 @@ class Meter:
     def usage(self) -> Usage:
         """A copy of what was counted so far (subtract two copies for an interval)."""
         with self._lock:
-            return Usage(Counter(self._usage.calls), Counter(self._usage.write_units), Counter(self._usage.read_units))
+            u = self._usage
+            return Usage(Counter(u.calls), Counter(u.write_units), Counter(u.read_units), Counter(u.refused))
 
     def reset(self) -> None:
         with self._lock:
@@ -301,9 +307,12 @@ class Meter:
             params, old_images = context.pop(_CONTEXT_KEY)
             failed = http_response.status_code >= 300
             reads, writes = self._units(client, model.name, params, parsed, old_images, failed)
+            refused = failed and parsed.get("Error", {}).get("Code") in REFUSED_CODES
             with self._lock:
                 self._usage.read_units.update(reads)
                 self._usage.write_units.update(writes)
+                if refused:
+                    self._usage.refused[f"dynamodb:{model.name}"] += 1
             self._overhead(started)
 
         return after

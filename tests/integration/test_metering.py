@@ -63,7 +63,8 @@ def test_writes_count_the_table_and_each_index(table):
         before = meter.usage()
         with pytest.raises(client.exceptions.ConditionalCheckFailedException):
             client.put_item(TableName="t", Item={"pk": {"S": "a"}}, ConditionExpression="attribute_not_exists(pk)")
-        assert (meter.usage() - before).write_units["t"] == 3  # a refused write costs the item's size
+        refused = meter.usage() - before
+        assert refused.write_units["t"] == 3 and refused.refused == {"dynamodb:PutItem": 1}  # paid, wasted
 
 
 def test_reads_are_sized_per_item_or_page(table):

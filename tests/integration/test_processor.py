@@ -118,7 +118,7 @@ def test_handler_accepts_the_sample_scheduled_event(aws, stream, frozen_clock):
     make_pipeline(TEAM, [EMAIL_STEP])
     contact = put_contact(TEAM, "ada@example.com")
     enroll(stream)
-    processor_app._processor.cache_clear()
+    processor_app._fanout.cache_clear()
 
     report = processor_app.lambda_handler(load_event("processor_scheduled.json"), FakeContext())
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +28,7 @@ from dripline.errors import NotFound
 from dripline.observability import MetricUnit, logger, metrics
 from dripline.settings import DeliveryPolicy, Settings
 from dripline.storage import contacts, pipelines, runs, stats
+from dripline.storage.shards import names as shard_names
 
 RETRYABLE_ERROR_CODES = frozenset(
     {
@@ -135,13 +136,14 @@ class Processor:
         self.settings = settings
         self.clients = clients or Clients(settings)
 
-    def tick(self, remaining_ms: Callable[[], int] = lambda: 10**9) -> TickReport:
+    def tick(self, remaining_ms: Callable[[], int] = lambda: 10**9, shards: Sequence[str] | None = None) -> TickReport:
+        """Run the due steps of `shards` (every shard by default; see dripline.fanout)."""
         started = time.monotonic()
         now = clock.now()
         report = TickReport()
         candidates = [
             c
-            for c in self._due_candidates(now)
+            for c in self._due_candidates(now, shard_names(self.settings.due_shards) if shards is None else shards)
             # A run being worked on right now is not ours to touch until its lease expires.
             if not (c.status == RunStatus.RUNNING.value and c.lease_expires_at and c.lease_expires_at > now)
         ]
@@ -169,10 +171,11 @@ class Processor:
         logger.info("tick finished", extra=report.as_dict())
         return report
 
-    def _due_candidates(self, now: datetime) -> list[runs.DueCandidate]:
-        """The oldest due runs of every shard, at most MAX_RUNS_PER_TICK in all: after an
+    def _due_candidates(self, now: datetime, shards: Sequence[str]) -> list[runs.DueCandidate]:
+        """The oldest due runs of each shard, at most MAX_RUNS_PER_TICK in all: after an
         outage the backlog drains over several ticks instead of one tick reading it all."""
-        shards = [f"due#{n}" for n in range(self.settings.due_shards)]
+        if not shards:
+            return []
         per_shard = -(-self.settings.max_runs_per_tick // len(shards))
         with ThreadPoolExecutor(max_workers=min(8, len(shards))) as pool:
             pages = pool.map(lambda shard: list(runs.due_candidates(shard, now, limit=per_shard)), shards)
