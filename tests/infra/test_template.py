@@ -106,25 +106,3 @@ def test_the_processor_starts_workers_asynchronously_and_only_it_may(resources):
     assert config["MaximumRetryAttempts"] == 0
     assert int(env["SHARD_LEASE_SECONDS"]) >= worker["Timeout"] + config["MaximumEventAgeInSeconds"]
     assert config["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": "ProcessorWorkerFailureQueue.Arn"}
-
-
-def test_shard_lease_writes_are_confined_to_the_processor_partition(resources):
-    statements = resources["ProcessorStepPolicy"]["Properties"]["PolicyDocument"]["Statement"]
-    for statement in statements:
-        if {"dynamodb:PutItem", "dynamodb:DeleteItem"} & set(actions_of(statement)) and statement["Resource"] == {
-            "Fn::GetAtt": "PipelinesTable.Arn"
-        }:
-            assert statement["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"] == ["#processor"]
-
-
-def test_ses_events_reach_their_function_through_eventbridge(resources):
-    destination = resources["EmailEventsDestination"]["Properties"]
-    assert destination["ConfigurationSetName"] == {"Ref": "EmailConfigurationSet"}
-    assert {"delivery", "bounce", "complaint"} <= set(destination["EventDestination"]["MatchingEventTypes"])
-    (rule,) = [r for r in of_type(resources, "AWS::Events::Rule").values() if "EventPattern" in r["Properties"]]
-    assert rule["Properties"]["EventPattern"]["source"] == ["aws.ses"]
-    tags = rule["Properties"]["EventPattern"]["detail"]["mail"]["tags"]
-    assert tags["ses:configuration-set"] == [{"Ref": "EmailConfigurationSet"}]  # this stack's emails only
-    assert rule["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": ["SesEventsFunction", "Arn"]}
-    assert resources["SesEventsFunction"]["Properties"]["DeadLetterConfig"]["TargetArn"] == {
-        "Fn::GetAtt": "SesEventsFailureQueue.Arn"}

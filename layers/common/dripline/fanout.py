@@ -3,7 +3,7 @@
     EventBridge rate(1 minute) -> coordinate()                    (functions/processor)
         backlog of every shard (Select=COUNT queries, no items travel)
         -> groups of busy shards, one group per MAX_RUNS_PER_TICK due runs
-        -> a lease on each busy shard that no live invocation holds (conditional put)
+        -> a lease on the busy shards no live invocation holds (one conditional write)
         group 1..n -> async Invoke of the worker with a WorkOrder   (functions/processor_worker)
         group 0    -> Processor.tick(shards=group 0) here, then its leases are released
     work(order) -> Processor.tick(shards=order.shards) while the lease lasts, then release.
@@ -119,7 +119,7 @@ class Fanout:
     def coordinate(self, remaining_ms: Callable[[], int] = lambda: 10**9) -> dict:
         now = clock.now()
         names = due_shards.names(self.settings.due_shards)
-        held = due_shards.held(now)
+        held = due_shards.held(now)  # one read: the shards overlapping invocations walk
         free = [s for s in names if s not in held]
         cap = self.settings.max_runs_per_tick
         backlog = dict(zip(free, self._parallel(lambda s: due_shards.backlog(s, now, cap), free)))
@@ -128,7 +128,7 @@ class Fanout:
         owner = uuid.uuid4().hex
         until = now + timedelta(seconds=self.settings.shard_lease_seconds)
         busy = [s for group in groups for s in group]
-        taken = {s for s, ok in zip(busy, self._parallel(lambda s: due_shards.acquire(s, owner, now, until), busy)) if ok}
+        taken = set(due_shards.acquire(busy, owner, now, until))
         groups = [[s for s in group if s in taken] for group in groups]
         groups = [group for group in groups if group]
 
@@ -174,7 +174,7 @@ class Fanout:
 
     # --- helpers ---------------------------------------------------------------------
     def _release(self, shards: Sequence[str], owner: str) -> None:
-        self._parallel(lambda s: due_shards.release(s, owner), shards)
+        due_shards.release(shards, owner)
 
     @staticmethod
     def _parallel(fn: Callable, items: Sequence) -> list:

@@ -135,22 +135,19 @@ class EmailEvent(Model):
 
 
 # The processor's shard leases live in the pipelines table under a partition no team can
-# have (team ids never hold "#"): SHARD#due#<n> -> which invocation walks that shard.
+# have (team ids never hold "#"); see dripline.storage.shards.
 PROCESSOR_PARTITION = "#processor"
 
 
-class ShardLease(Model):
-    """One invocation's right to walk one due-index shard until it expires, so that
-    overlapping processor invocations split the shards instead of racing for the same runs."""
+class ShardLeases(Model):
+    """One item: which invocation walks which due-index shard, until when. Its attributes
+    are the shard names (dynamic), so dripline.storage.shards writes it with the client."""
 
     class Meta(_Meta):
         table_name = "dripline-pipelines"
 
     team_id = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
-    lease_owner = UnicodeAttribute()
-    # Not `expires_at`: that name is the table's TTL attribute (email event markers).
-    lease_expires_at = UTCDateTimeAttribute()
 
 
 def email_event_sk(message_id: str, event_type: str) -> str:
@@ -316,7 +313,7 @@ ALL_MODELS: dict[type[Model], str] = {
     AutomaticPipeline: "pipelines_table",
     PipelineStats: "pipelines_table",
     EmailEvent: "pipelines_table",
-    ShardLease: "pipelines_table",
+    ShardLeases: "pipelines_table",
     PipelineRun: "runs_table",
     Task: "tasks_table",
 }
