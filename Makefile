@@ -25,7 +25,7 @@ test: $(STAMP)
 	$(BIN)/pytest -n 2 --dist loadfile
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.processor_tick
+	$(BIN)/python -m benchmarks.step_path
 
 clean:
 	rm -rf $(VENV) .pytest_cache

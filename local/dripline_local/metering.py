@@ -41,7 +41,8 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -230,6 +231,7 @@ class Meter:
         self._shapes: dict[tuple[str | None, str], TableShape] = {}
         self._readers: dict[tuple[str, str | None], Any] = {}
         self._original_create_client: Any = None
+        self._paused = False
         self.overhead_cpu_seconds = 0.0
 
     # lifecycle -------------------------------------------------------------------------
@@ -272,6 +274,15 @@ class Meter:
             self._usage = Usage()
             self.overhead_cpu_seconds = 0.0
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Count nothing (and read no images) inside: set-up work between measurements."""
+        self._paused = True
+        try:
+            yield
+        finally:
+            self._paused = False
+
     def attach(self, client: Any) -> Any:
         """Meter a client created before install() (returns it)."""
         self._attach(client)
@@ -289,6 +300,8 @@ class Meter:
         service = client.meta.service_model.service_name
 
         def before(params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+            if self._paused:
+                return
             started = time.thread_time()
             operation = model.name
             with self._lock:
