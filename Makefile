@@ -24,8 +24,10 @@ test: $(STAMP)
 	$(BIN)/cfn-lint infra/template.yaml
 	$(BIN)/pytest -n 2 --dist loadfile
 
+# Numbers in docs/performance.md come from here: the run rewrites its tables.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.step_path
+	$(BIN)/python -m benchmarks.report --write docs/performance.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache

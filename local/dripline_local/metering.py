@@ -18,7 +18,7 @@ so units are computed from item sizes with DynamoDB's sizing rules:
 - a write costs ceil(size / 1 KB) of the larger of the old and the new image, at least
   1; a failed conditional write costs the existing item's size, at least 1; a
   transaction costs twice that per item;
-- each global secondary index: an item entering it is one put, leaving it one delete,
+- each global secondary index (counted apart, as "table/index/name"): an item entering it is one put, leaving it one delete,
   a change of its key values a delete and a put; a change of a projected attribute one
   write; a change of attributes it does not project nothing. An index write costs
   ceil(index entry / 1 KB); the entry is the table and index keys plus the projection;
@@ -162,10 +162,15 @@ class TableShape:
     def key_of(self, item: Mapping[str, Any]) -> dict[str, Any]:
         return {name: item[name] for name in self.keys}
 
-    def write_units(self, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> int:
-        """Base table plus every index, for one item going from `old` to `new`."""
-        base = write_units(max(item_size(old), item_size(new)))
-        return base + sum(index.write_units(old, new, self.keys) for index in self.indexes)
+    def write_units(self, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> dict[str | None, int]:
+        """For one item going from `old` to `new`: the base table's units (key None) and
+        each index's that it writes."""
+        units: dict[str | None, int] = {None: write_units(max(item_size(old), item_size(new)))}
+        for index in self.indexes:
+            written = index.write_units(old, new, self.keys)
+            if written:
+                units[index.name] = written
+        return units
 
 
 # --- what was used ----------------------------------------------------------------------------
@@ -174,7 +179,8 @@ class TableShape:
 @dataclass
 class Usage:
     calls: Counter = field(default_factory=Counter)  # "service:Operation" -> count
-    write_units: Counter = field(default_factory=Counter)  # table -> WCU (indexes included)
+    # WCU by "table" (the base table) and "table/index/name" (each global secondary index).
+    write_units: Counter = field(default_factory=Counter)
     read_units: Counter = field(default_factory=Counter)  # table -> RCU
     # Conditional writes DynamoDB refused ("service:Operation" -> count): paid, wasted.
     refused: Counter = field(default_factory=Counter)
@@ -381,21 +387,19 @@ class Meter:
         if writes_made:
             factor = 2 if operation == "TransactWriteItems" else 1
             for (table, key, (kind, request)), old in zip(writes_made, old_images):
-                if failed:  # a refused conditional write still costs the item's size
+                if failed or kind == "ConditionCheck":  # a refused write still costs the item's size
                     writes[table] += factor * write_units(item_size(old))
                     continue
                 if kind in ("PutItem", "Put"):
                     new = request["Item"]
                 elif kind in ("DeleteItem", "Delete"):
                     new = None
-                elif kind == "ConditionCheck":
-                    writes[table] += factor * write_units(item_size(old))
-                    continue
                 elif operation == "UpdateItem" and request.get("ReturnValues") == "ALL_NEW":
                     new = parsed.get("Attributes")
                 else:
                     new = self._read(client, table, key)
-                writes[table] += factor * self._shape(client, table).write_units(old, new)
+                for index, units in self._shape(client, table).write_units(old, new).items():
+                    writes[table if index is None else f"{table}/index/{index}"] += factor * units
             return reads, writes
         if failed:
             return reads, writes
