@@ -123,11 +123,10 @@ class Bench:
         """Settings for the handlers from now on (their cached processors are rebuilt)."""
         import dataclasses
 
+        from dripline import fanout
+
         self.runtime.configure(dataclasses.replace(self.settings, **changes))
-        for key in ("processor", "processor_worker"):
-            function = self.functions[key]
-            function.handler()  # loaded
-            sys.modules[f"dripline_local_fn_{function.logical_id.lower()}"]._fanout.cache_clear()
+        fanout.shared.cache_clear()
 
     # --- measuring -------------------------------------------------------------------
     def measure(self, work: Callable[[], Any], units: Callable[[Any, Any], int]) -> tuple[Any, Measured]:

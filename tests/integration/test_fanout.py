@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from dripline import clock
+from dripline import clock, fanout
 from dripline.fanout import Fanout, WorkOrder, plan
 from dripline.processor import Processor
 from dripline.storage import runs, shards
@@ -20,6 +20,14 @@ from dripline_local.metering import Meter
 
 TEAM = "acme"
 ONE_TASK = {**TASK_STEP, "step_number": 1, "delay_seconds": 0}
+
+
+@pytest.fixture(autouse=True)
+def fresh_handlers():
+    """The handlers' Fanout is built once per process: each test's from its own settings."""
+    fanout.shared.cache_clear()
+    yield
+    fanout.shared.cache_clear()
 
 
 @pytest.fixture

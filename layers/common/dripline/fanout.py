@@ -30,11 +30,12 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 import boto3
 from botocore.config import Config
 
-from dripline import clock
+from dripline import clock, runtime
 from dripline.observability import MetricUnit, logger, metrics
 from dripline.processor import Processor, TickReport
 from dripline.settings import Settings
@@ -182,6 +183,13 @@ class Fanout:
             return []
         with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
             return list(pool.map(fn, items))
+
+
+@lru_cache(maxsize=1)
+def shared() -> Fanout:
+    """The process's Fanout for the handlers, built on first use (not at import): the AWS
+    clients it holds live across invocations."""
+    return Fanout(Processor(runtime.settings()))
 
 
 def _within(remaining_ms: Callable[[], int], until: datetime) -> Callable[[], int]:
