@@ -22,6 +22,7 @@ Writes benchmarks/results/step_path.json (or --out).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -393,8 +394,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of the harness")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON (default %(default)s)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="run only these rows")
+    parser.add_argument("--finished", nargs="+", type=int, metavar="N", help="finished-run counts of those rows")
     args = parser.parse_args(argv)
     sizes = Sizes.quick() if args.quick else Sizes()
+    if args.finished:
+        sizes = dataclasses.replace(sizes, finished=tuple(sorted(args.finished)))
 
     screen = sys.stdout
     # The handlers' JSON logs would drown the table: they go nowhere (they still cost CPU,

@@ -1,7 +1,8 @@
 """Fan-out: the per-minute processor splits the due shards between invocations.
 
     EventBridge rate(1 minute) -> coordinate()                    (functions/processor)
-        backlog of every shard (Select=COUNT queries, no items travel)
+        backlog of every shard (Select=COUNT queries, no items travel; skipped while
+        the last tick fitted in one invocation: then one group of every free shard)
         -> groups of busy shards, one group per MAX_RUNS_PER_TICK due runs
         -> a lease on the busy shards no live invocation holds (one conditional write)
         group 1..n -> async Invoke of the worker with a WorkOrder   (functions/processor_worker)
@@ -115,6 +116,10 @@ class Fanout:
             dispatch = LambdaWorkers(self.settings)
         # None: no worker function; the coordinator walks what it leases by itself.
         self.dispatch = dispatch
+        # Counting the backlog costs a query per shard: done on the first tick of a process
+        # and after a tick that found one invocation's worth due (one minute's delay to fan
+        # out after a quiet spell, instead of 8+ queries every quiet minute).
+        self._expect_backlog = True
 
     # --- the per-minute invocation ------------------------------------------------------
     def coordinate(self, remaining_ms: Callable[[], int] = lambda: 10**9) -> dict:
@@ -123,8 +128,11 @@ class Fanout:
         held = due_shards.held(now)  # one read: the shards overlapping invocations walk
         free = [s for s in names if s not in held]
         cap = self.settings.max_runs_per_tick
-        backlog = dict(zip(free, self._parallel(lambda s: due_shards.backlog(s, now, cap), free)))
-        groups = plan(backlog, cap, max_groups=len(free) if self.dispatch else 1)
+        if self.dispatch is not None and self._expect_backlog:
+            backlog = dict(zip(free, self._parallel(lambda s: due_shards.backlog(s, now, cap), free)))
+            groups = plan(backlog, cap, max_groups=len(free))
+        else:  # no workers, or the last tick fitted in one invocation: walk every free shard here
+            groups = [free] if free else []
 
         owner = uuid.uuid4().hex
         until = now + timedelta(seconds=self.settings.shard_lease_seconds)
@@ -148,6 +156,9 @@ class Fanout:
             report = self.processor.tick(_within(remaining_ms, until), shards=mine)
         finally:
             self._release(mine, owner)
+        # A tick that read as many due runs as one invocation runs may have left more: the
+        # next one counts the backlog per shard (and fans out); otherwise it skips counting.
+        self._expect_backlog = report.due >= cap or bool(groups[1:])
         metrics.add_metric(name="WorkersStarted", unit=MetricUnit.Count, value=dispatched)
         if failed:
             metrics.add_metric(name="WorkerStartFailures", unit=MetricUnit.Count, value=failed)
