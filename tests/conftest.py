@@ -24,7 +24,7 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 
 from moto import mock_aws  # noqa: E402
 
-from dripline import clock, runtime  # noqa: E402
+from dripline import clock, keys, runtime  # noqa: E402
 from dripline.clock import ManualClock  # noqa: E402
 from dripline.settings import Settings  # noqa: E402
 from dripline_local.resources import LocalResources, create_resources  # noqa: E402
@@ -56,3 +56,16 @@ def aws(settings, frozen_clock) -> LocalResources:
         runtime.configure(settings)
         yield resources
     runtime.reset()
+    keys.forget()  # the next emulator's secrets are new
+
+
+@pytest.fixture(autouse=True)
+def _action_registry():
+    """A custom action a test registers does not outlive the test (the registry is per process,
+    and the OpenAPI document lists the registered actions)."""
+    from dripline import actions
+
+    registered = dict(actions._registry)
+    yield
+    actions._registry.clear()
+    actions._registry.update(registered)

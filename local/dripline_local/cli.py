@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
@@ -35,9 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     local.add_argument("--seed-demo", action="store_true", help='create team "demo" with a Welcome pipeline and print a token and curl lines')
     local.add_argument(
         "--lambda-logs",
-        default=os.path.join(tempfile.gettempdir(), "dripline-local-lambda.log"),
         metavar="PATH",
-        help="where the handlers' JSON logs and metrics go: a file (default %(default)s), - for stdout, off",
+        help="where the handlers' JSON logs and metrics go: a file (appended to; default: this stack's own, "
+        "dripline-local-<pid>-lambda.log in the temp directory), - for stdout, off",
     )
     local.add_argument("--quiet", action="store_true", help="no per-request/batch/tick lines")
     local.add_argument(
@@ -55,7 +54,19 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--contacts", type=int, default=25)
     demo.add_argument("--days", type=float, default=4)
 
+    from dripline_local import chaos, invoke, replay
+
+    invoke.add_arguments(commands.add_parser("invoke", help="run one handler of the template on one event (sam local invoke without Docker)"))
+    chaos.add_arguments(commands.add_parser("chaos", help="the real handlers under seeded faults, then invariants (exit 1 on a violation)"))
+    replay.add_arguments(commands.add_parser("replay-dlq", help="re-drive the enrollment and SES-events dead-letter queues"))
+
     args = parser.parse_args(argv)
+    if args.command == "invoke":
+        return invoke.run(args)
+    if args.command == "chaos":
+        return chaos.run_from_args(args)
+    if args.command == "replay-dlq":
+        return replay.run_from_args(args)
     if args.command == "demo":
         from dripline_local.demo import run_demo
 
@@ -81,7 +92,9 @@ def _parameter(text: str) -> tuple[str, str]:
 def run_local(args: argparse.Namespace) -> int:
     from dripline_local.stack import LocalStack, lambda_output_file
 
-    lambda_logs = args.lambda_logs
+    from dripline_local.logs import default_lambda_log_path
+
+    lambda_logs = args.lambda_logs or default_lambda_log_path()
     stack = LocalStack(
         host=args.host,
         port=args.port,

@@ -1,7 +1,8 @@
 """`dripline demo`: a scripted tour on an embedded local stack, over real HTTP.
 
-Creates the Welcome pipeline, 25 contacts, fast-forwards 4 days, then shows what
-happened: emails, tasks, runs by status and the pipeline's stats.
+Creates the Welcome pipeline and a webhook pipeline (to a receiver on 127.0.0.1 that
+checks signatures), 25 contacts, fast-forwards 4 days, then shows what happened:
+emails, tasks, webhooks, runs by status and the pipeline's stats.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from dripline_local.client import LocalClient
 from dripline_local.seed import welcome_pipeline
+from dripline_local.webhook_receiver import Receiver
 
 PEOPLE = [
     ("Ada", "Lovelace"), ("Alan", "Turing"), ("Grace", "Hopper"), ("Edsger", "Dijkstra"), ("Barbara", "Liskov"),
@@ -32,7 +34,7 @@ def run_demo(contacts: int = 25, days: float = 4, out: Any = None) -> int:
     from dripline_local.stack import LocalStack
 
     say("Starting an embedded local stack (AWS emulator, tables from infra/template.yaml, API, stream poller, clock)…")
-    with LocalStack(port=0, tick_seconds=0, route_stdout=True, lambda_output=None, quiet=True) as stack:
+    with LocalStack(port=0, tick_seconds=0, route_stdout=True, lambda_output=None, quiet=True) as stack, Receiver() as receiver:
         say(f"  up in {time.monotonic() - started:.1f} s at {stack.api_url}; virtual clock {_short(stack.clock.now().isoformat())}")
         client = LocalClient(stack.api_url).as_team("demo")
 
@@ -41,6 +43,10 @@ def run_demo(contacts: int = 25, days: float = 4, out: Any = None) -> int:
         say(f'\nCreated the automatic pipeline "{pipeline["name"]}" ({pid}):')
         for step in pipeline["steps"]:
             say(f"  step {step['step_number']}: {step['action_type']:<12} after {_days(step['delay_seconds'])}")
+
+        receiver.secrets = [client.call("GET", "/webhook-secret")["secret"]]
+        client.call("POST", "/pipelines", _webhook_pipeline(receiver.url("/crm")), expect=201)
+        say(f"Created the automatic pipeline \"Notify CRM\": a signed webhook to {receiver.url('/crm')} after 1 day")
 
         say("")
         people = [PEOPLE[i % len(PEOPLE)] for i in range(contacts)]
@@ -71,6 +77,12 @@ def run_demo(contacts: int = 25, days: float = 4, out: Any = None) -> int:
         [t.get("title", ""), t.get("assignee") or "", _first_line(t.get("description") or ""), t.get("status", ""), _short(t.get("created_at") or "")]
         for t in tasks
     ])
+    keys = {d.headers.get("Idempotency-Key") for d in receiver.deliveries}
+    verified = sum(d.verified for d in receiver.deliveries)
+    say(f"\nWebhooks received ({len(receiver.deliveries)}): {verified} signatures verified, {len(keys)} distinct Idempotency-Keys")
+    _table(out, ["idempotency key", "message"], [
+        [d.headers.get("Idempotency-Key", ""), d.json.get("message", "")] for d in receiver.deliveries[:3]
+    ])
     say(f"\nRuns by status ({len(runs)})")
     _table(out, ["status", "runs"], [[status, str(n)] for status, n in sorted(Counter(r["status"] for r in runs).items())])
 
@@ -86,6 +98,15 @@ def run_demo(contacts: int = 25, days: float = 4, out: Any = None) -> int:
 
     say(f"\nDone in {time.monotonic() - started:.1f} s. `make run` starts the local stack for you to drive.")
     return 0
+
+
+def _webhook_pipeline(url: str) -> dict[str, Any]:
+    return {
+        "name": "Notify CRM",
+        "automatic": True,
+        "steps": [{"step_number": 1, "action_type": "webhook", "delay_seconds": 86400,
+                   "message": "{{ contact.email }} finished their first day", "data": {"url": url}}],
+    }
 
 
 def _all_runs(client: LocalClient, pipeline_id: str) -> list[dict[str, Any]]:

@@ -1,14 +1,18 @@
 """What the SES emulator accepted, as readable messages (GET /_local/emails).
 
 The moto server runs in this process, so its SES backend is read directly. SES v2
-Raw content is parsed as MIME. moto does not record when a message was sent, so the
-local stack stamps each one with the virtual clock's time as SES accepts it.
+Raw content is parsed as MIME, once per message (the backend's list only grows, so the
+parsed views are cached in its order). moto records neither when a message was sent nor
+its SES v2 email tags, so the local stack keeps both as SES accepts each message: the
+virtual clock's time, and the tags (team, pipeline, run, step) that tell two teams' mail
+to one address apart.
 """
 from __future__ import annotations
 
 import email
 import email.policy
 import functools
+import json
 import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -16,14 +20,17 @@ from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from typing import Any
 
 from moto.ses.models import Message, RawMessage, SESBackend, TemplateMessage, ses_backends
+from moto.sesv2.responses import SESV2Response
 
 _SENT_AT: dict[str, datetime] = {}
+_TAGS: dict[str, dict[str, str]] = {}
 _now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)  # noqa: E731
 _installed = threading.Lock()
 
 
-def stamp_send_times(now: Callable[[], datetime]) -> None:
-    """Record `now()` for every message SES accepts from here on (idempotent)."""
+def record_sends(now: Callable[[], datetime]) -> None:
+    """Record `now()` and the SES v2 email tags of every message SES accepts from here on
+    (idempotent)."""
     global _now
     _now = now
     with _installed:
@@ -32,6 +39,8 @@ def stamp_send_times(now: Callable[[], datetime]) -> None:
             if getattr(method, "_dripline_stamped", False):
                 continue
             setattr(SESBackend, name, _stamped(method))
+        if not getattr(SESV2Response.send_email, "_dripline_stamped", False):
+            SESV2Response.send_email = _tagged(SESV2Response.send_email)
 
 
 def _stamped(method: Any) -> Any:
@@ -45,18 +54,64 @@ def _stamped(method: Any) -> Any:
     return send
 
 
+def _tagged(method: Any) -> Any:
+    @functools.wraps(method)
+    def send_email(self: SESV2Response) -> str:
+        answer = method(self)
+        tags = json.loads(self.body).get("EmailTags") or []
+        _TAGS[json.loads(answer)["MessageId"]] = {str(tag.get("Name")): str(tag.get("Value")) for tag in tags}
+        return answer
+
+    send_email._dripline_stamped = True  # type: ignore[attr-defined]
+    return send_email
+
+
 def sent_count(account_id: str, region: str) -> int:
     return len(ses_backends[account_id][region].sent_messages)
 
 
-def list_emails(account_id: str, region: str, *, to: str | None = None) -> list[dict[str, Any]]:
-    """Every message SES accepted, oldest first; `to` keeps those addressed to it."""
-    messages = list(ses_backends[account_id][region].sent_messages)
-    items = [view for view in (_view(m) for m in messages) if view is not None]
+def list_emails(account_id: str, region: str, *, to: str | None = None, team: str | None = None, run: str | None = None) -> list[dict[str, Any]]:
+    """Every message SES accepted, oldest first; `to` keeps those addressed to it, `team`
+    and `run` those with that email tag."""
+    items = [_with_send_record(view) for view in _parsed(ses_backends[account_id][region].sent_messages)]
     if to:
         wanted = to.strip().lower()
         items = [item for item in items if wanted in (address.lower() for address in item["to"])]
+    for name, value in (("team", team), ("run", run)):
+        if value:
+            items = [item for item in items if item["tags"].get(name) == value]
     return items
+
+
+class _Parsed:
+    """The parsed views of one backend's sent_messages, in its order."""
+
+    def __init__(self, messages: list[Any]) -> None:
+        self.messages = messages
+        self.views: list[dict[str, Any]] = []
+
+
+_cache: dict[int, _Parsed] = {}
+_cache_lock = threading.Lock()
+
+
+def _parsed(messages: list[Any]) -> list[dict[str, Any]]:
+    with _cache_lock:
+        cached = _cache.get(id(messages))
+        if cached is None or cached.messages is not messages:  # a new backend (moto reset)
+            cached = _cache[id(messages)] = _Parsed(messages)
+        count = len(messages)
+        cached.views += [_view(m) for m in messages[len(cached.views) : count]]
+        return [view for view in cached.views if view is not None]
+
+
+def _with_send_record(view: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a cached view with what was recorded as SES accepted it (read now: a
+    message can be listed a moment before its tags are recorded)."""
+    item = {key: value for key, value in view.items() if key != "date_header"}
+    item["sent_at"] = _sent_at(view["message_id"], view.get("date_header"))
+    item["tags"] = dict(_TAGS.get(view["message_id"], {}))
+    return item
 
 
 def _view(message: Any) -> dict[str, Any] | None:
@@ -73,7 +128,6 @@ def _view(message: Any) -> dict[str, Any] | None:
             "text": None if html else body,
             "html": html,
             "headers": {},
-            "sent_at": _sent_at(message.id, None),
         }
     if isinstance(message, TemplateMessage):
         return {
@@ -84,7 +138,6 @@ def _view(message: Any) -> dict[str, Any] | None:
             "text": f"(template {message.template}) {message.template_data}",
             "html": None,
             "headers": {},
-            "sent_at": _sent_at(message.id, None),
         }
     return None
 
@@ -104,7 +157,7 @@ def _raw_view(message: RawMessage) -> dict[str, Any]:
         "text": _part(mime, "plain"),
         "html": _part(mime, "html"),
         "headers": headers,
-        "sent_at": _sent_at(message.id, mime["Date"]),
+        "date_header": str(mime["Date"]) if mime["Date"] else None,
     }
 
 

@@ -14,9 +14,11 @@
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import re
 import secrets
+import socket
 import threading
 import time
 import traceback
@@ -24,11 +26,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote
 
 import jwt
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
+from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request
+from werkzeug.wrappers import Response as WsgiResponse
 
 MAX_BODY_BYTES = 256 * 1024
 PUBLIC_PATHS = ("/health", "/openapi.json", "/docs")
@@ -99,11 +104,11 @@ class LocalControl(Protocol):
 
     def now(self) -> datetime: ...
 
-    def advance(self, seconds: float) -> datetime: ...
+    def fast_forward(self, seconds: float) -> dict[str, Any]: ...
 
     def tick(self) -> Any: ...
 
-    def emails(self, to: str | None) -> list[dict[str, Any]]: ...
+    def emails(self, to: str | None, team: str | None = None, run: str | None = None) -> list[dict[str, Any]]: ...
 
 
 def _claims_as_strings(claims: dict[str, Any]) -> dict[str, str]:
@@ -371,7 +376,7 @@ class LocalHttpApp:
         seconds = data.get("advance_seconds")
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= 10 * 366 * 86400:
             return Response.json(422, {"message": "advance_seconds: a number of seconds from 0 to 10 years is required"})
-        return Response.json(200, {"now": _iso(self.control.advance(float(seconds)))})
+        return Response.json(200, self.control.fast_forward(float(seconds)))
 
     def _tick(self) -> Response:
         result = self.control.tick()
@@ -379,7 +384,7 @@ class LocalHttpApp:
 
     def _emails(self, raw_query: str) -> Response:
         query = dict(parse_qsl(raw_query, keep_blank_values=True))
-        return Response.json(200, {"items": self.control.emails(query.get("to") or None)})
+        return Response.json(200, {"items": self.control.emails(query.get("to") or None, query.get("team") or None, query.get("run") or None)})
 
 
 def _json_body(body: bytes) -> dict[str, Any] | Response:
@@ -420,85 +425,51 @@ def _iso(when: datetime) -> str:
     return when.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-# --- the socket side ----------------------------------------------------------------------
+# --- the socket side: werkzeug's WSGI server ----------------------------------------------
 
 
-class _RequestHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class PortInUse(OSError):
+    """The API's port is taken (the message names it and suggests --port 0)."""
+
+
+class _Quiet(WSGIRequestHandler):
+    """werkzeug's request handler, logging through the stack (one line per request is
+    written by LocalHttpServer) instead of the `werkzeug` logger."""
+
     server_version = "dripline-local"
-    app: LocalHttpApp  # set on the subclass made per server
-    request_log: Callable[[str], None]
+    request_log: Callable[[str], None] = staticmethod(lambda message: None)
 
-    def _serve(self) -> None:
-        started = time.monotonic()
-        body_or_response = self._read_body()
-        if isinstance(body_or_response, Response):
-            response = body_or_response
-            self.close_connection = True
-        else:
-            try:
-                response = self.app.handle(self.command, self.path, list(self.headers.items()), body_or_response, self.client_address[0])
-            except Exception as exc:  # never leave the client hanging
-                self.request_log(f"local server error: {exc!r}\n{traceback.format_exc()}")
-                response = Response.json(500, {"message": "Internal Server Error"})
-        self.send_response(response.status)
-        for name, value in response.headers:
-            if name.lower() not in ("content-length", "connection", "transfer-encoding"):
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(response.body)
-        elapsed = (time.monotonic() - started) * 1000
-        self.request_log(f"{self.command:<7} {self.path} → {response.status} ({elapsed:.0f} ms)")
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
 
-    def _read_body(self) -> bytes | Response:
-        limit = self.app.max_body
-        too_large = Response.json(413, {"message": f"Request body is larger than {limit // 1024} KiB"})
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks, size = [], 0
-            while True:
-                length = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if length == 0:
-                    self.rfile.readline()
-                    break
-                size += length
-                data = self.rfile.read(length)
-                self.rfile.readline()
-                if size <= limit:
-                    chunks.append(data)
-            return too_large if size > limit else b"".join(chunks)
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0:
-            self.close_connection = True
-            return Response.json(400, {"message": "Content-Length: not a non-negative integer"})
-        if length > limit:
-            # Read (and drop) a modest excess so the client sees the 413, not a reset.
-            remaining = length if length <= 16 * 1024 * 1024 else 0
-            while remaining > 0:
-                remaining -= len(self.rfile.read(min(remaining, 65536)) or b"x" * remaining)
-            return too_large
-        return self.rfile.read(length) if length else b""
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
-        pass  # one line per request is written by _serve
+    def log_error(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+        self.request_log(f"http: {format % args}")
 
 
 class LocalHttpServer:
-    """A ThreadingHTTPServer bound at construction (so port 0 resolves early)."""
+    """werkzeug's threaded WSGI server in front of a LocalHttpApp, bound at construction
+    (so port 0 resolves early). werkzeug parses the request, including chunked bodies,
+    and closes each connection after its response."""
 
     def __init__(self, host: str, port: int, log: Callable[[str], None]) -> None:
-        handler = type("Handler", (_RequestHandler,), {"request_log": staticmethod(log)})
-        self._handler = handler
-        self.server = ThreadingHTTPServer((host, port), handler)
-        self.server.daemon_threads = True
+        self.log = log
+        self.app: LocalHttpApp | None = None
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((host, port))
+            listener.listen(128)
+        except OSError as exc:
+            listener.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(f"port {port} on {host} is already in use; stop what holds it, or start with --port 0 (any free port)") from exc
+            raise
+        handler = type("Handler", (_Quiet,), {"request_log": staticmethod(log)})
+        # werkzeug takes the bound socket by descriptor (a bind error of its own would
+        # exit the process); it works on a duplicate, so ours is closed.
+        self.server = make_server(host, port, self._wsgi, threaded=True, request_handler=handler, fd=listener.fileno())
+        listener.close()
         self._thread: threading.Thread | None = None
 
     @property
@@ -506,7 +477,7 @@ class LocalHttpServer:
         return int(self.server.server_address[1])
 
     def serve(self, app: LocalHttpApp) -> None:
-        self._handler.app = app
+        self.app = app
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2}, name="http", daemon=True)
         self._thread.start()
 
@@ -516,3 +487,35 @@ class LocalHttpServer:
             self._thread.join(timeout=10)
             self._thread = None
         self.server.server_close()
+
+    def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        assert self.app is not None, "serve() first"
+        started = time.monotonic()
+        request = Request(environ)
+        target = environ.get("RAW_URI") or request.full_path
+        response = self._read_and_handle(request, target)
+        self.log(f"{request.method:<7} {target} → {response.status} ({(time.monotonic() - started) * 1000:.0f} ms)")
+        headers = [(k, v) for k, v in response.headers if k.lower() not in ("content-length", "connection", "transfer-encoding")]
+        return WsgiResponse(response.body, status=response.status, headers=headers)(environ, start_response)
+
+    def _read_and_handle(self, request: Request, target: str) -> Response:
+        assert self.app is not None
+        limit = self.app.max_body
+        declared = request.environ.get("CONTENT_LENGTH")
+        if declared and not declared.strip().isdigit():
+            return Response.json(400, {"message": "Content-Length: not a non-negative integer"})
+        # One byte over the limit is enough to know (werkzeug stops reading there; the
+        # app answers 413 on the length); a declared Content-Length over it raises.
+        request.max_content_length = limit + 1
+        try:
+            body = request.get_data(cache=False)
+        except RequestEntityTooLarge:
+            return Response.json(413, {"message": f"Request body is larger than {limit // 1024} KiB"})
+        except ClientDisconnected as exc:  # werkzeug's dechunker: a malformed chunk size or terminator
+            cause = exc.__context__ or exc
+            return Response.json(400, {"message": f"Transfer-Encoding: malformed chunked body ({cause})"})
+        try:
+            return self.app.handle(request.method, target, list(request.headers.items()), body, request.remote_addr or "127.0.0.1")
+        except Exception as exc:  # never leave the client hanging
+            self.log(f"local server error: {exc!r}\n{traceback.format_exc()}")
+            return Response.json(500, {"message": "Internal Server Error"})

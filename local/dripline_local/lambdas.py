@@ -9,19 +9,17 @@
 """
 from __future__ import annotations
 
-import importlib.util
 import re
 import secrets
 import sys
 import threading
-import time
-import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dripline.settings import Settings
+from dripline_local.lambda_runtime import LambdaContext, load_handler
+from dripline_local.logs import labelled
 from dripline_local.resources import TABLE_SETTINGS
 from dripline_local.template import TEMPLATE_PATH, function_properties, load_template
 
@@ -31,9 +29,6 @@ STACK_NAME = "dripline-local"
 LOCAL_PARAMETERS = {"Stage": "local"}
 # The API's function may not be in the template (yet): this is where it lives by convention.
 DEFAULT_FUNCTIONS = {"api": ("ApiFunction", 29), "enrollment": ("EnrollmentFunction", 60), "processor": ("ProcessorFunction", 120)}
-
-
-_LOCAL_SECRETS: dict[str, str] = {}
 
 
 class HandlerMissing(RuntimeError):
@@ -135,23 +130,9 @@ class Resolver:
                 return self.get_att(logical_id, attribute)
             return str(self.ref(expression))
 
-        return self.dynamic_references(re.sub(r"\$\{([^}]+)\}", replace, text))
-
-    def dynamic_references(self, text: str) -> str:
-        """`{{resolve:secretsmanager:NAME:SecretString...}}`, which CloudFormation fills at
-        deploy time from a generated secret: locally a random value per secret and process."""
-
-        def secret(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in _LOCAL_SECRETS:
-                _LOCAL_SECRETS[name] = secrets.token_urlsafe(32)
-            return _LOCAL_SECRETS[name]
-
-        return re.sub(r"\{\{resolve:secretsmanager:([^:}]+)[^}]*\}\}", secret, text)
+        return re.sub(r"\$\{([^}]+)\}", replace, text)
 
     def resolve(self, value: Any) -> Any:
-        if isinstance(value, str):
-            return self.dynamic_references(value)
         if isinstance(value, list):
             return [self.resolve(v) for v in value]
         if not isinstance(value, dict):
@@ -190,11 +171,7 @@ def function_environment(resolver: Resolver) -> dict[str, str]:
     """
     env: dict[str, str] = {}
     for logical_id in serverless_functions(resolver.template):
-        variables = function_properties(logical_id).get("Environment", {}).get("Variables", {})
-        for key, value in variables.items():
-            resolved = resolver.resolve(value)
-            if resolved is not None:
-                env[key] = str(resolved)
+        env.update(one_function_environment(resolver, logical_id))
     if not serverless_functions(resolver.template):
         for key, value in resolver.template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {}).items():
             env[key] = str(resolver.resolve(value))
@@ -202,30 +179,14 @@ def function_environment(resolver: Resolver) -> dict[str, str]:
     return env
 
 
+def one_function_environment(resolver: Resolver, logical_id: str) -> dict[str, str]:
+    """One function's resolved Environment.Variables (Globals first), as Lambda gives it."""
+    variables = function_properties(logical_id).get("Environment", {}).get("Variables", {})
+    resolved = {key: resolver.resolve(value) for key, value in variables.items()}
+    return {key: str(value) for key, value in resolved.items() if value is not None}
+
+
 # --- invoking handlers -----------------------------------------------------------------
-
-
-@dataclass
-class LambdaContext:
-    """What Lambda hands a handler (the attributes Powertools reads)."""
-
-    function_name: str
-    memory_limit_in_mb: int
-    invoked_function_arn: str
-    timeout_seconds: float
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    function_version: str = "$LATEST"
-    identity: Any = None
-    client_context: Any = None
-    _deadline: float = field(default=0.0, repr=False)
-
-    def __post_init__(self) -> None:
-        self._deadline = time.monotonic() + self.timeout_seconds
-        self.log_group_name = f"/aws/lambda/{self.function_name}"
-        self.log_stream_name = time.strftime("%Y/%m/%d") + "/[$LATEST]" + uuid.uuid4().hex
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 class LocalFunction:
@@ -241,8 +202,10 @@ class LocalFunction:
         memory: int = 128,
         reserved_concurrency: int | None = None,
         region: str = "us-east-1",
+        service: str | None = None,
     ) -> None:
         self.logical_id = logical_id
+        self.service = service or code_dir.name  # its POWERTOOLS_SERVICE_NAME in Lambda
         self.code_dir = code_dir
         self.module_file, _, self.attribute = handler.rpartition(".")
         self.timeout = float(timeout)
@@ -267,31 +230,19 @@ class LocalFunction:
     def _load(self) -> Callable[[dict, Any], Any]:
         if not self.path.exists():
             raise HandlerMissing(f"{self.path} does not exist")
-        module_name = f"dripline_local_fn_{self.logical_id.lower()}"
-        spec = importlib.util.spec_from_file_location(module_name, self.path)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        # As in Lambda, the function's own directory is importable while it loads.
-        sys.path.insert(0, str(self.code_dir))
-        try:
-            sys.modules[module_name] = module
-            spec.loader.exec_module(module)
-        except BaseException:
-            sys.modules.pop(module_name, None)
-            raise
-        finally:
-            sys.path.remove(str(self.code_dir))
-        return getattr(module, self.attribute)
+        return load_handler(self.code_dir, f"{self.module_file}.{self.attribute}", f"dripline_local_fn_{self.logical_id.lower()}")
 
     def context(self) -> LambdaContext:
         return LambdaContext(self.name, self.memory, self.arn, self.timeout)
 
     def invoke(self, event: dict[str, Any]) -> Any:
         handler = self.handler()
-        if self._slots is None:
-            return handler(event, self.context())
-        with self._slots:
-            return handler(event, self.context())
+        context = self.context()
+        with labelled(context, self.service):  # its output lines name this function
+            if self._slots is None:
+                return handler(event, context)
+            with self._slots:
+                return handler(event, context)
 
 
 def load_functions(region: str, template_path: Path = TEMPLATE_PATH) -> dict[str, LocalFunction]:
@@ -313,6 +264,7 @@ def load_functions(region: str, template_path: Path = TEMPLATE_PATH) -> dict[str
             memory=props.get("MemorySize", 128),
             reserved_concurrency=props.get("ReservedConcurrentExecutions"),
             region=region,
+            service=props.get("Environment", {}).get("Variables", {}).get("POWERTOOLS_SERVICE_NAME"),
         )
     project = root.parent
     for key, (logical_id, timeout) in DEFAULT_FUNCTIONS.items():

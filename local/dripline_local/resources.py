@@ -4,6 +4,7 @@ Used by the local stack and by the tests, so neither can drift from what is depl
 """
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,13 @@ TABLE_SETTINGS = {
     "PipelinesTable": "pipelines_table",
     "RunsTable": "runs_table",
     "TasksTable": "tasks_table",
+}
+
+# Logical id -> Settings field holding the secret's id. Each gets a random value here,
+# as CloudFormation generates one (GenerateSecretString) in AWS.
+SECRET_SETTINGS = {
+    "UnsubscribeLinkSecret": "unsubscribe_secret_id",
+    "PaginationTokenSecret": "token_secret_id",
 }
 
 
@@ -49,7 +57,7 @@ def table_create_args(logical_id: str, name: str) -> dict[str, Any]:
 
 
 def create_resources(settings: Settings, *, endpoint_url: str | None = None) -> LocalResources:
-    """Create the tables, the enrollment failure queue and the SES identity/config set."""
+    """Create the tables, the queues, the signing-key secrets and the SES identity/config set."""
     session = boto3.session.Session(region_name=settings.region)
     dynamodb = session.client("dynamodb", endpoint_url=endpoint_url)
     stream_arn = ""
@@ -65,6 +73,11 @@ def create_resources(settings: Settings, *, endpoint_url: str | None = None) -> 
         queue_id: sqs.create_queue(QueueName=f"dripline-{queue_id}")["QueueUrl"]
         for queue_id in resources_of_type("AWS::SQS::Queue")
     }
+
+    secretsmanager = session.client("secretsmanager", endpoint_url=endpoint_url)
+    for logical_id in resources_of_type("AWS::SecretsManager::Secret"):
+        secret_id = getattr(settings, SECRET_SETTINGS[logical_id])
+        secretsmanager.create_secret(Name=secret_id, SecretString=secrets.token_urlsafe(48))
 
     ses = session.client("sesv2", endpoint_url=endpoint_url)
     ses.create_email_identity(EmailIdentity=_address(settings.email_from))

@@ -12,7 +12,9 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -74,6 +76,40 @@ def minute_at_or_after(when: datetime) -> datetime:
     return floor if floor == when else floor + MINUTE
 
 
+@dataclass
+class FastForward:
+    """What one fast-forward did: its ticks, the emails SES accepted, the stream records
+    enrolled and what became of the due runs (the processor's outcomes, summed)."""
+
+    start: datetime
+    now: datetime
+    ticks: int = 0
+    emails_sent: int = 0
+    stream_records: int = 0
+    steps_due: int = 0
+    runs: Counter = field(default_factory=Counter)
+    elapsed_ms: int = 0
+
+    def add_tick(self, result: Any, drained: int) -> None:
+        self.ticks += 1
+        self.stream_records += drained
+        if isinstance(result, dict):
+            self.steps_due += int(result.get("due") or 0)
+            self.runs.update({k: v for k, v in result.items() if isinstance(v, int) and k not in ("due", "duration_ms")})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "now": _iso(self.now),
+            "from": _iso(self.start),
+            "ticks": self.ticks,
+            "emails_sent": self.emails_sent,
+            "stream_records": self.stream_records,
+            "steps_due": self.steps_due,
+            "runs": dict(sorted((k, v) for k, v in self.runs.items() if v)),
+            "elapsed_ms": self.elapsed_ms,
+        }
+
+
 class Scheduler:
     def __init__(
         self,
@@ -103,6 +139,7 @@ class Scheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.ticks = 0
+        self.last_drained = 0  # stream records the last tick's drain enrolled
 
     # --- one tick ---------------------------------------------------------------------
     def tick(self) -> Any:
@@ -122,19 +159,23 @@ class Scheduler:
             self.ticks += 1
         emails = self._emails_sent() - emails_before
         self.log(f"tick    {_stamp(when)} → {_describe(result)}{f', {emails} emails sent' if emails else ''} ({_ms(started)})")
-        self._drain()
+        self.last_drained = self._drain()
         return result
 
     # --- fast-forward -------------------------------------------------------------------
     def advance(self, seconds: float) -> datetime:
         """Move the clock `seconds` ahead, firing every tick that would have fired."""
+        return self.fast_forward(seconds).now
+
+    def fast_forward(self, seconds: float) -> "FastForward":
+        """`advance`, answering what happened on the way (POST /_local/clock)."""
         if seconds < 0:
             raise ValueError("the clock only moves forward")
         with self._advance_lock:
             started = time.monotonic()
-            self._drain()
+            summary = FastForward(start=self.clock.now(), now=self.clock.now(), emails_sent=-self._emails_sent())
+            summary.stream_records += self._drain()
             target = self.clock.now() + timedelta(seconds=seconds)
-            ticks = 0
             while not self._stop.is_set():  # Ctrl-C ends a fast-forward between ticks
                 at = next_minute(self.clock.now())
                 if at > target:
@@ -147,13 +188,14 @@ class Scheduler:
                     if at > target:
                         break
                 self.clock.set(at)
-                self.tick()
-                ticks += 1
+                summary.add_tick(self.tick(), self.last_drained)
             if self.clock.now() < target or not self.clock.running:
                 self.clock.set(max(target, self.clock.now()))
-            now = self.clock.now()
-            self.log(f"clock   advanced {_duration(seconds)} to {_stamp(now)}: {ticks} ticks ran ({_ms(started)})")
-            return now
+            summary.now = self.clock.now()
+            summary.emails_sent += self._emails_sent()
+            summary.elapsed_ms = int((time.monotonic() - started) * 1000)
+            self.log(f"clock   advanced {_duration(seconds)} to {_stamp(summary.now)}: {summary.ticks} ticks ran ({_ms(started)})")
+            return summary
 
     # --- real time ----------------------------------------------------------------------
     def start(self) -> None:
@@ -182,6 +224,10 @@ class Scheduler:
 
 def _stamp(when: datetime) -> str:
     return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _ms(started: float) -> str:

@@ -25,6 +25,20 @@ HANDLER_CREDENTIALS = {
 }
 
 
+def with_local_aws(env: dict[str, str], *, endpoint_url: str, region: str, api_url: str) -> dict[str, str]:
+    """A handler environment pointed at the emulator (any credentials do)."""
+    return {
+        **env,
+        **HANDLER_CREDENTIALS,
+        "AWS_ENDPOINT_URL": endpoint_url,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_REGION": region,
+        "PUBLIC_API_URL": api_url,
+        # Webhook steps may target http://127.0.0.1 here (never in AWS).
+        "WEBHOOK_ALLOW_INSECURE_LOCAL": "true",
+    }
+
+
 @dataclass(frozen=True)
 class StackInfo:
     api_url: str
@@ -109,28 +123,22 @@ class LocalStack:
         serialise_dynamodb()
         cache_backend_lookup()
         self.clock = VirtualClock(self.start_time, running=self.tick_seconds > 0)
-        emails.stamp_send_times(self.clock.now)
+        emails.record_sends(self.clock.now)
+
+        # Bind the API's socket first: its URL goes into the handlers' environment, and a
+        # taken port stops the start before anything else runs.
+        self._http = LocalHttpServer(self.host, self.port, self.logger.info)
+        shown_host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        self.api_url = f"http://{shown_host}:{self._http.port}"
 
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._moto.start()
         moto_host, moto_port = self._moto.get_host_and_port()
         self.aws_endpoint_url = f"http://{moto_host}:{moto_port}"
 
-        # Bind the API's socket first: its URL goes into the handlers' environment.
-        self._http = LocalHttpServer(self.host, self.port, self.logger.info)
-        shown_host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        self.api_url = f"http://{shown_host}:{self._http.port}"
-
         # The environment every handler reads once: the template's, resolved locally.
         env = function_environment(Resolver(load_template(), region=self.region, endpoint_url=self.aws_endpoint_url, parameters=self.parameters))
-        env.update(HANDLER_CREDENTIALS)
-        env.update(
-            AWS_ENDPOINT_URL=self.aws_endpoint_url,
-            AWS_DEFAULT_REGION=self.region,
-            AWS_REGION=self.region,
-            PUBLIC_API_URL=self.api_url,
-        )
-        os.environ.update(env)
+        os.environ.update(with_local_aws(env, endpoint_url=self.aws_endpoint_url, region=self.region, api_url=self.api_url))
         os.environ.pop("DYNAMODB_ENDPOINT", None)
         self.settings = Settings.from_env()
 
@@ -229,11 +237,11 @@ class LocalStack:
     def tick(self) -> Any:
         return self.scheduler.tick()
 
-    def emails(self, to: str | None = None) -> list[dict[str, Any]]:
+    def emails(self, to: str | None = None, team: str | None = None, run: str | None = None) -> list[dict[str, Any]]:
         from dripline_local.emails import list_emails
         from dripline_local.lambdas import ACCOUNT_ID
 
-        return list_emails(ACCOUNT_ID, self.region, to=to)
+        return list_emails(ACCOUNT_ID, self.region, to=to, team=team, run=run)
 
     def info(self) -> StackInfo:
         return StackInfo(
@@ -263,23 +271,24 @@ class _Control:
     def now(self) -> datetime:
         return self.stack.clock.now()
 
-    def advance(self, seconds: float) -> datetime:
-        return self.stack.advance(seconds)
+    def fast_forward(self, seconds: float) -> dict[str, Any]:
+        return self.stack.scheduler.fast_forward(seconds).as_dict()
 
     def tick(self) -> Any:
         return self.stack.tick()
 
-    def emails(self, to: str | None) -> list[dict[str, Any]]:
-        return self.stack.emails(to)
+    def emails(self, to: str | None, team: str | None = None, run: str | None = None) -> list[dict[str, Any]]:
+        return self.stack.emails(to, team, run)
 
 
 def lambda_output_file(path: str | None) -> IO[str] | None:
-    """`-` is stdout, `off`/None is nowhere, anything else a file (truncated)."""
+    """`-` is stdout, `off`/None is nowhere, anything else a file (appended to: never
+    truncated, even when another stack was pointed at it)."""
     if path in (None, "", "off"):
         return None
     if path == "-":
         return sys.__stdout__
-    return open(path, "w", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives as long as the stack
+    return open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives as long as the stack
 
 
 logging.getLogger("botocore.credentials").setLevel(logging.WARNING)

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 import boto3
 import pytest
 
+from dripline.processor import Processor
 from functions.api import app as api_app
 from tests.support import FakeContext, StreamReader, load_event
 
@@ -117,6 +118,25 @@ def snapshot(aws, settings):
     def take() -> dict[str, list[dict]]:
         return {name: table_items(settings, name) for name in ("contacts_table", "pipelines_table", "runs_table", "tasks_table")}
     return take
+
+
+TASK_FIRST = {"step_number": 1, "action_type": "create_task", "delay_seconds": 0,
+              "message": "Call {{ contact.email }}", "data": {"title": "Intro call"}}
+EMAIL_LATER = {"step_number": 2, "action_type": "send_email", "delay_seconds": 3600,
+               "message": "Hi", "data": {"subject": "Hello"}}
+
+
+@pytest.fixture
+def world(api, stream, settings):
+    """Team acme: an automatic pipeline, a contact enrolled in it, the task its first step made."""
+    pipeline = api.post("/pipelines", {"name": "Onboarding", "automatic": True, "steps": [TASK_FIRST, EMAIL_LATER]}).body
+    contact = api.post("/contacts", contact_body()).body
+    deliver(stream)
+    Processor(settings).tick()
+    (run,) = api.get(f"/contacts/{contact['contact_id']}/runs").body["items"]
+    (task,) = api.get("/tasks").body["items"]
+    return {"pipeline_id": pipeline["pipeline_id"], "contact_id": contact["contact_id"], "run_id": run["run_id"],
+            "task_id": task["task_id"], "pipeline": pipeline}
 
 
 def pipeline_body(**overrides) -> dict[str, Any]:

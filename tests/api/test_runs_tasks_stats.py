@@ -4,7 +4,7 @@ from datetime import timedelta
 import pytest
 
 from dripline.processor import Processor
-from tests.api.conftest import contact_body, deliver, pipeline_body
+from tests.api.conftest import TEAM, contact_body, deliver, pipeline_body
 from tests.support import EMAIL_STEP, FOLLOW_UP_STEP, TASK_STEP, load_event, run_ticks_until
 
 
@@ -122,3 +122,25 @@ def test_stats_count_lateness(api, stream, settings, frozen_clock):
 
     (step,) = api.get(f"/pipelines/{pipeline['pipeline_id']}/stats").body["steps"]
     assert step["executed"] == 1 and step["avg_lateness_seconds"] == 90.0
+
+
+def test_reconcile_recounts_the_counters_from_the_runs(api, stream, settings, frozen_clock, three_steps):
+    from dripline.storage import stats
+
+    api.post("/contacts", contact_body())
+    deliver(stream)
+    Processor(settings).tick()
+    pipeline_id = three_steps["pipeline_id"]
+    counted = api.get(f"/pipelines/{pipeline_id}/stats").body
+    # a process died before its counters were written: they lag the runs by one run
+    with stats.Tally() as lagging:
+        lagging.run_moved(TEAM, pipeline_id, stats.RunStatus.PENDING, stats.RunStatus.FAILED)
+
+    reply = api.post(f"/pipelines/{pipeline_id}/stats/reconcile", None)
+
+    assert reply.status == 200 and reply.body == counted == api.get(f"/pipelines/{pipeline_id}/stats").body
+    assert reply.body["runs"]["pending"] == 1 and reply.body["steps"][0]["executed"] == 1
+
+
+def test_reconcile_of_an_unknown_pipeline_is_404(api):
+    assert api.post("/pipelines/nope/stats/reconcile", None).status == 404

@@ -24,6 +24,7 @@ def test_the_demo_runs_to_the_end(child_env):
     assert "Creating contacts" in out and "25/25" in out
     assert "Emails sent (50)" in out and "Welcome, Ada!" in out and "Checking in" in out
     assert "Tasks (25)" in out and "Intro call" in out
+    assert "Webhooks received (25): 25 signatures verified, 25 distinct Idempotency-Keys" in out
     assert "Runs by status (25)" in out and "completed" in out
     assert "Pipeline stats" in out and "completion rate 100%" in out
     assert elapsed < 120

@@ -35,15 +35,15 @@ class FakeControl:
     def now(self):
         return self.clock
 
-    def advance(self, seconds):
+    def fast_forward(self, seconds):
         self.clock += timedelta(seconds=seconds)
-        return self.clock
+        return {"now": self.clock.isoformat(), "ticks": 1}
 
     def tick(self):
         self.ticks += 1
         return {"claimed": 2}
 
-    def emails(self, to):
+    def emails(self, to, team=None, run=None):
         return [{"to": [to]}] if to else []
 
 
@@ -168,7 +168,7 @@ def test_local_clock_tick_and_emails_routes(auth):
     app = app_with(auth, control=control)
     assert json.loads(app.handle("GET", "/_local/clock", [], b"").body) == {"now": "2026-03-02T09:00:00.000Z"}
     response = app.handle("POST", "/_local/clock", [], b'{"advance_seconds": 86400}')
-    assert json.loads(response.body) == {"now": "2026-03-03T09:00:00.000Z"}
+    assert json.loads(response.body) == {"now": "2026-03-03T09:00:00+00:00", "ticks": 1}
     for bad in (b'{"advance_seconds": -1}', b'{"advance_seconds": "1"}', b"{}", b'{"advance_seconds": true}'):
         assert app.handle("POST", "/_local/clock", [], bad).status == 422
     assert json.loads(app.handle("POST", "/_local/tick", [], b"").body)["result"] == {"claimed": 2}

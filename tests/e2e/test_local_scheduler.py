@@ -17,6 +17,7 @@ class FakeWorld:
         self.ticks: list[str] = []
         self.drains = 0
         self.log: list[str] = []
+        self.emails = 0
 
     def invoke(self, event):
         when = datetime.strptime(event["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
@@ -24,7 +25,8 @@ class FakeWorld:
         self.log.append("tick")
         done = [d for d in self.due if d <= when]
         self.due = [d for d in self.due if d > when]
-        return {"processed": len(done)}
+        self.emails += len(done)
+        return {"due": len(done), "duration_ms": 7, "completed": len(done)}
 
     def drain(self):
         self.drains += 1
@@ -55,6 +57,17 @@ def test_advance_ticks_only_at_the_minutes_where_something_is_due():
     assert world.ticks == ["2026-03-02T09:01:00Z", "2026-03-03T09:01:00Z", "2026-03-05T11:01:00Z"]
     assert world.due == []
     assert world.log[0] == "drain" and world.log.count("drain") == 1 + len(world.ticks)
+
+
+def test_a_fast_forward_sums_up_its_ticks_emails_and_runs():
+    world = FakeWorld([START, START + timedelta(days=1), START + timedelta(days=1, seconds=5)])
+    world.emails = 40  # sent before the fast-forward
+    sched = Scheduler(clock=VirtualClock(START, running=False), invoke=world.invoke, drain=world.drain, next_due=world.next_due, tick_seconds=0, emails_sent=lambda: world.emails)
+    summary = sched.fast_forward(2 * 86400).as_dict()
+    assert summary["from"] == "2026-03-02T09:00:30.000Z" and summary["now"] == "2026-03-04T09:00:30.000Z"
+    assert summary["ticks"] == 2 and summary["steps_due"] == 3 and summary["runs"] == {"completed": 3}
+    assert summary["emails_sent"] == 3
+    assert summary["elapsed_ms"] >= 0
 
 
 def test_nothing_due_means_no_ticks_and_the_clock_lands_on_the_target():

@@ -41,6 +41,9 @@ def test_the_api_function_may_touch_only_its_four_tables(resources):
         assert table in targets
     assert '"*"' not in targets and "Queue" not in targets
     actions = {a for s in statements for a in s["Action"]}
-    assert actions <= {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"}
+    assert actions <= {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query",
+                       "secretsmanager:GetSecretValue"}
+    (keys,) = [s for s in statements if s["Sid"] == "SigningKeys"]
+    assert keys["Action"] == ["secretsmanager:GetSecretValue"] and "Table" not in json.dumps(keys["Resource"])
     (tasks,) = [s for s in statements if s["Sid"] == "Tasks"]
     assert "dynamodb:PutItem" not in tasks["Action"] and "dynamodb:DeleteItem" not in tasks["Action"]

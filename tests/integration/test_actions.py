@@ -124,3 +124,28 @@ def test_tick_stops_claiming_when_the_invocation_is_about_to_time_out(aws, strea
     assert report.outcomes["deferred"] == 5
     assert all(the_run(c).status == "pending" for c in contacts)  # left for the next tick
     assert Processor(settings).tick().outcomes["completed"] == 5
+
+
+# Issue 8, finding 1: the reproductions, stored as they were before the save check
+# refused them (make_pipeline writes without the API's validation), then run by a tick.
+AMPLIFYING_LOOP = "{% for c in 'a'" + "|list|string" * 9 + "|list %}{% endfor %}done"
+AMPLIFYING_SUBJECT = "{{ 'a'" + "|list|string" * 8 + " }}"
+
+
+@pytest.mark.parametrize("step", [
+    {**EMAIL_STEP, "message": AMPLIFYING_LOOP},
+    {**EMAIL_STEP, "data": {"subject": AMPLIFYING_SUBJECT}},
+    {**EMAIL_STEP, "data": {"subject": "{{ 'a'" + "|list|string" * 12 + " }}"}},
+], ids=["loop", "subject x8", "subject x12"])
+def test_an_amplifying_template_fails_its_step_quickly_and_sends_nothing(aws, stream, settings, step):
+    from moto.ses.models import ses_backends
+
+    make_pipeline(TEAM, [step])
+    contact = put_contact(TEAM, "ada@example.com")
+    enroll(stream)
+
+    Processor(settings).tick()  # was 15-20 s and 1.8 GB per contact
+
+    run = the_run(contact)
+    assert run.status == "failed" and run.last_error.startswith("SecurityError")  # refused by the language check
+    assert ses_backends["123456789012"]["us-east-1"].sent_messages == []

@@ -100,7 +100,7 @@ def test_three_step_pipeline_runs_to_completion_over_simulated_days(aws, stream,
     assert ticks == 3  # one per step; the ~5,760 idle minutes between them were skipped
 
 
-def test_next_step_is_scheduled_at_execution_time_plus_delay(aws, stream, settings, frozen_clock):
+def test_next_step_is_planned_from_the_planned_time_not_the_late_execution(aws, stream, settings, frozen_clock):
     make_pipeline(TEAM, [EMAIL_STEP, TASK_STEP])
     contact = put_contact(TEAM, "ada@example.com")
     enroll(stream)
@@ -110,8 +110,9 @@ def test_next_step_is_scheduled_at_execution_time_plus_delay(aws, stream, settin
 
     run = the_run(contact)
     assert run.status == "pending" and run.next_step_number == 2 and run.current_step == 1
-    assert run.next_step_at == run.history[0].executed_at + timedelta(seconds=86400)
     assert run.history[0].scheduled_at == run.created_at
+    assert run.history[0].executed_at == run.created_at + timedelta(seconds=137)  # its lateness is recorded
+    assert run.next_step_at == run.created_at + timedelta(seconds=86400)  # the plan, not 137 s later
 
 
 def test_handler_accepts_the_sample_scheduled_event(aws, stream, frozen_clock):
@@ -269,8 +270,10 @@ def test_expired_lease_is_reclaimed_without_resending_the_email(aws, stream, set
 
     run = the_run(contact)
     assert len(sent_emails()) == 1  # not sent twice
-    assert (run.history[0].outcome, run.history[0].error) == ("skipped", "delivery_unknown")
-    assert run.status == "pending" and run.next_step_number == 2
+    # No SES Send event recorded yet: the step waits for the settle window (dripline.delivery;
+    # tests/faults/test_lost_answers.py covers each way it then settles).
+    assert run.history == [] and run.last_error == "delivery_unverified"
+    assert run.status == "pending" and run.next_step_number == 1
 
 
 def test_reclaimed_email_is_resent_under_at_least_once(aws, stream, settings, frozen_clock):
@@ -359,25 +362,20 @@ def test_next_due_looks_past_a_running_run_to_the_pending_one_behind_it(aws, str
     assert runs.next_due_at(1) == frozen_clock.now()  # second is due now, not when the lease ends
 
 
-def test_transient_storage_error_before_the_action_is_retried_not_lost(aws, stream, settings, frozen_clock, monkeypatch):
-    from dripline.storage import contacts as contact_storage
+def test_transient_storage_error_before_the_action_is_retried_not_lost(aws, stream, settings, frozen_clock):
+    from dripline_local.faults import THROTTLE, FaultInjector, Rule
 
     make_pipeline(TEAM, [EMAIL_STEP])
     contact = put_contact(TEAM, "ada@example.com")
     enroll(stream)
-    real_find = contact_storage.find_contact
-    failures = iter([ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, "GetItem")])
+    injector = FaultInjector(seed=1)
+    # Every SDK attempt of the tick's contacts read is throttled: pynamodb raises GetError.
+    injector.add(Rule("dynamodb", "BatchGetItem", THROTTLE, times=4))
 
-    def flaky_find(*args):
-        failure = next(failures, None)
-        if failure:
-            raise failure
-        return real_find(*args)
-
-    monkeypatch.setattr(contact_storage, "find_contact", flaky_find)
-    assert Processor(settings).tick().outcomes["retried"] == 1
+    with injector.installed():
+        assert Processor(settings).tick().outcomes["retried"] == 1
     run = the_run(contact)
-    assert run.status == "pending" and run.attempts == 1 and run.last_error.startswith("ProvisionedThroughput")
+    assert run.status == "pending" and run.attempts == 1 and "ProvisionedThroughputExceeded" in run.last_error
 
     frozen_clock.set(run.next_step_at)
     Processor(settings).tick()
@@ -472,10 +470,13 @@ def test_a_backlog_drains_over_several_ticks_within_the_per_tick_cap(aws, stream
         frozen_clock.advance(1)  # each one due a second after the previous
     small = dataclasses.replace(settings, max_runs_per_tick=8, due_shards=4)
 
-    reads = [Processor(small).tick().due for _ in range(4)]
+    reads = []
+    while not reads or reads[-1]:  # runs spread over the shards by their (random) ids: 2 to 7 ticks
+        reads.append(Processor(small).tick().due)
+        assert len(reads) <= 7
 
     # At most 2 per shard (8 / 4 shards) per tick, until the backlog is gone.
-    assert all(n <= 8 for n in reads) and sum(reads) == 12 and reads[-1] == 0
+    assert all(n <= 8 for n in reads) and sum(reads) == 12
     assert all(the_run(c).status == "completed" for c in contacts)
 
 
@@ -497,3 +498,23 @@ def test_an_email_reclaimed_on_its_last_attempt_is_delivery_unknown_not_failed(a
     assert report.events["DeliveryUnknown"] == 1
     assert (run.history[0].outcome, run.history[0].error) == ("skipped", "delivery_unknown")
     assert run.status == "pending" and run.next_step_number == 2
+
+
+def test_lateness_does_not_add_up_over_five_minute_aligned_steps(aws, stream, settings, frozen_clock):
+    steps = [{**EMAIL_STEP, "step_number": n, "delay_seconds": 0 if n == 1 else 120} for n in range(1, 6)]
+    make_pipeline(TEAM, steps)
+    contact = put_contact(TEAM, "ada@example.com")
+    enroll(stream)  # at 09:00:00, the minute a rule fires
+    start = frozen_clock.now()
+    processor = Processor(settings)
+
+    for minute in range(10):
+        # every tick starts 2 s after its minute (the invocation's own start-up)
+        frozen_clock.set(start + timedelta(minutes=minute, seconds=2))
+        processor.tick()
+
+    run = the_run(contact)
+    assert run.status == "completed"
+    lateness = [(h.executed_at - h.scheduled_at).total_seconds() for h in run.history]
+    assert lateness == [2.0] * 5  # no step more than one tick behind its plan, and no drift
+    assert [h.scheduled_at - start for h in run.history] == [timedelta(minutes=2 * n) for n in range(5)]

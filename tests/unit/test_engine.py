@@ -23,12 +23,12 @@ PIPELINE = PipelineSpec(
 )
 
 
-def after(step_number, result, *, executed_at=T0, attempts=0, max_attempts=5):
+def after(step_number, result, *, executed_at=T0, scheduled_at=T0, attempts=0, max_attempts=5):
     return engine.after_step(
         PIPELINE,
         step_number,
         result,
-        scheduled_at=T0,
+        scheduled_at=scheduled_at,
         executed_at=executed_at,
         failed_attempts_before=attempts,
         max_attempts=max_attempts,
@@ -48,13 +48,27 @@ def test_pipeline_without_steps_completes_at_once():
     assert engine.enroll(empty, T0).status is RunStatus.COMPLETED
 
 
-def test_next_step_is_due_at_execution_time_plus_its_delay():
-    executed = T0 + timedelta(minutes=7)  # late execution shifts the following step
+def test_next_step_is_planned_from_this_steps_planned_time_not_its_execution():
+    executed = T0 + timedelta(minutes=7)  # a late tick does not shift the following step
     decision = after(1, ActionResult.succeeded(message_id="m1"), executed_at=executed)
-    assert decision.schedule == engine.Schedule(RunStatus.PENDING, 2, executed + timedelta(days=1))
+    assert decision.schedule == engine.Schedule(RunStatus.PENDING, 2, T0 + timedelta(days=1))
     assert decision.history.outcome is Outcome.SUCCEEDED
     assert decision.history.detail == {"message_id": "m1"}
     assert decision.attempts == 0
+
+
+def test_lateness_does_not_add_up_over_steps_on_a_late_ticking_processor():
+    planned, late_by = T0, timedelta(seconds=59)  # every tick runs its step 59 s late
+    for step_number in (1, 2):
+        decision = after(step_number, ActionResult.succeeded(), executed_at=planned + late_by, scheduled_at=planned)
+        planned = decision.schedule.next_step_at
+    assert planned == T0 + timedelta(days=1 + 3)  # exactly the plan: no drift
+
+
+def test_a_step_run_hours_late_keeps_the_spacing_to_the_next():
+    executed = T0 + timedelta(seconds=engine.REPLAN_AFTER_SECONDS + 1)  # after an outage
+    decision = after(1, ActionResult.succeeded(), executed_at=executed)
+    assert decision.schedule.next_step_at == executed + timedelta(days=1)
 
 
 def test_steps_run_in_ascending_order_across_gaps():

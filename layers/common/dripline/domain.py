@@ -95,6 +95,7 @@ class ContactView:
     timezone: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
     unsubscribed: bool = False
+    subscription_generation: int = 0  # bound into unsubscribe links (dripline.unsubscribe)
 
     def template_context(self) -> dict[str, Any]:
         return {
@@ -105,6 +106,25 @@ class ContactView:
             "timezone": self.timezone or "",
             "attributes": dict(self.attributes),
         }
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One recorded step of a run. `action_type` is not stored with the run (its pipeline
+    version knows it); `storage.runs.history_of` fills it in for the API."""
+
+    step_number: int
+    outcome: str  # succeeded | failed | skipped
+    scheduled_at: datetime
+    executed_at: datetime
+    attempt: int = 1
+    error: str | None = None
+    detail: dict[str, Any] | None = None
+    action_type: str | None = None
+
+    @property
+    def lateness_ms(self) -> int:
+        return max(0, round((self.executed_at - self.scheduled_at).total_seconds() * 1000))
 
 
 @dataclass(frozen=True)
@@ -124,3 +144,5 @@ class ClaimedRun:
     lease_owner: str
     # True when the previous holder's lease expired mid-step: its outcome is unknown.
     reclaimed: bool
+    # The steps recorded so far (the finish rewrites the history with one more).
+    history: tuple[StepRecord, ...] = ()

@@ -1,4 +1,5 @@
-"""SES email events (delivered, bounced, complained, opened, clicked) -> stats and suppression.
+"""SES email events (delivered, bounced, complained, opened, clicked) -> stats and suppression;
+Send events -> the delivery record of the email's step (dripline.delivery).
 
 SES publishes each event of a message sent through the configuration set to EventBridge.
 The message's `run` tag leads to the run, hence its team, pipeline and contact. Each
@@ -17,18 +18,20 @@ from pynamodb.exceptions import PutError
 from dripline import clock
 from dripline.errors import NotFound
 from dripline.observability import logger
-from dripline.storage import contacts, runs, stats
+from dripline.storage import contacts, deliveries, runs, stats
 from dripline.storage.models import EmailEvent, email_event_sk
 from dripline.storage.util import is_condition_failure
 
 # SES eventType -> the Stats `emails` counter it adds to.
 COUNTERS = {"Delivery": "delivered", "Bounce": "bounced", "Complaint": "complained", "Open": "opened", "Click": "clicked"}
+# SES accepted the email (not counted: the processor counts `sent`; see dripline.delivery).
+SEND = "Send"
 MARKER_DAYS = 30  # SES redelivers within hours; a month of markers is plenty
 
 
 @dataclass(frozen=True)
 class EmailEventReport:
-    outcome: str  # counted | duplicate | ignored | unknown_run
+    outcome: str  # counted | duplicate | recorded | ignored | unknown_run
     suppressed: bool = False
 
 
@@ -38,12 +41,14 @@ def handle(detail: dict[str, Any]) -> EmailEventReport:
     mail = detail.get("mail") or {}
     message_id = mail.get("messageId")
     run_ids = (mail.get("tags") or {}).get("run") or []
-    if event_type not in COUNTERS or not message_id or not run_ids:
+    if event_type not in COUNTERS and event_type != SEND or not message_id or not run_ids:
         return EmailEventReport("ignored")  # another event type, or not a Dripline email
     try:
         run = runs.get_run_by_id(run_ids[0])
     except NotFound:
         return EmailEventReport("unknown_run")
+    if event_type == SEND:
+        return _record_send(run, mail, message_id)
     # Suppress first: it is idempotent, so a retry after any failure below still gets
     # there, whereas a marker written first would make the retry a "duplicate".
     suppressed = _suppresses(detail, event_type) and _unsubscribe(run.team_id, run.pipelineable_id)
@@ -51,6 +56,15 @@ def handle(detail: dict[str, Any]) -> EmailEventReport:
         return EmailEventReport("duplicate", suppressed)
     stats.email_event(run.team_id, run.pipeline_id, COUNTERS[event_type])
     return EmailEventReport("counted", suppressed)
+
+
+def _record_send(run, mail: dict[str, Any], message_id: str) -> EmailEventReport:
+    """SES accepted the email of (run, step): what settles a step whose outcome was lost."""
+    steps = (mail.get("tags") or {}).get("step") or []
+    if not steps or not str(steps[0]).isdigit():
+        return EmailEventReport("ignored")
+    deliveries.record_send(run.team_id, run.run_id, int(steps[0]), message_id, clock.now())
+    return EmailEventReport("recorded")
 
 
 def _suppresses(detail: dict[str, Any], event_type: str) -> bool:

@@ -14,6 +14,8 @@ from dripline.domain import Outcome, PipelineSpec, RunStatus
 from dripline.settings import DeliveryPolicy
 
 DELIVERY_UNKNOWN = "delivery_unknown"
+# A step that ran later than this after its planned time re-bases the plan (see after_step).
+REPLAN_AFTER_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -101,13 +103,21 @@ def after_step(
     max_attempts: int,
     retry_base_seconds: int,
     retry_max_seconds: int,
+    replan_after_seconds: int = REPLAN_AFTER_SECONDS,
 ) -> Decision:
     """The run's next state once an attempt at `step_number` returned `result`.
 
-    Succeeded or skipped: advance to the next step (due at execution time + its delay)
-    or complete (or cancel, when the result says the run cannot go on). Failed and retryable with attempts left: same step again after an
-    exponential backoff. Otherwise: failed for good. `pipeline` is None when the run's
-    version cannot be read (the run can then only fail).
+    Succeeded or skipped: advance to the next step, or complete (or cancel, when the
+    result says the run cannot go on). Failed and retryable with attempts left: same
+    step again after an exponential backoff. Otherwise: failed for good. `pipeline` is
+    None when the run's version cannot be read (the run can then only fail).
+
+    The next step is planned from this step's *planned* time (`scheduled_at`) plus its
+    delay, not from when this one happened to run: a tick's lateness does not add up
+    from step to step, and minute-aligned delays land on a tick. After an outage (this
+    step ran more than `replan_after_seconds` late) the plan is re-based on the
+    execution time instead: the spacing between steps is kept, so a contact never gets
+    a burst of overdue steps a minute apart.
     """
     step = pipeline.step(step_number) if pipeline else None
     action_type = step.action_type if step else "unknown"
@@ -148,11 +158,9 @@ def after_step(
     elif following is None:
         schedule = Schedule(RunStatus.COMPLETED, None, None)
     else:
-        schedule = Schedule(
-            RunStatus.PENDING,
-            following.step_number,
-            executed_at + timedelta(seconds=following.delay_seconds),
-        )
+        on_plan = executed_at - scheduled_at <= timedelta(seconds=replan_after_seconds)
+        base = scheduled_at if on_plan else executed_at
+        schedule = Schedule(RunStatus.PENDING, following.step_number, base + timedelta(seconds=following.delay_seconds))
     return Decision(schedule=schedule, attempts=0, history=record(result.outcome), last_error=None)
 
 

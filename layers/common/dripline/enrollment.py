@@ -1,7 +1,10 @@
 """Enrollment: contact changes (stream records) become run creations and cancellations.
 
 Each record is reconciled against the contact's current state, so a record delivered
-late, twice, or after a newer one cannot resurrect what a later change undid.
+late, twice, or after a newer one cannot resurrect what a later change undid. Records
+are handled within an EnrollmentBatch: pipeline heads and the automatic list are read
+once per batch, a contact's runs once per record, and the stats counters are written
+once per pipeline at the end of the batch.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from dripline.domain import Source
 from dripline.errors import Conflict, NotFound
 from dripline.observability import MetricUnit, logger, metrics
 from dripline.settings import Settings
-from dripline.storage import contacts, pipelines, runs
+from dripline.storage import contacts, pipelines, runs, stats
 from dripline.storage.models import Contact, PipelineRun
 
 CONTACT = "contact"
@@ -36,7 +39,31 @@ class EnrollmentReport:
     skipped: list[str] = field(default_factory=list)
 
 
-def on_insert(new: Contact, settings: Settings) -> EnrollmentReport:
+class EnrollmentBatch:
+    """What one stream batch (or one API call) shares: pipeline heads and the automatic
+    list, read once; and the stats counter changes, written once per pipeline by
+    `flush()` at the end (idempotently: see dripline.storage.stats)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.pipelines = pipelines.BatchCache()
+        self.tally = stats.Tally()
+
+    def __enter__(self) -> "EnrollmentBatch":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        self.tally.flush()
+
+    def handle(self, record) -> "EnrollmentReport":
+        """One contacts-table stream record (a Powertools DynamoDBRecord)."""
+        return handle_stream_record(record, self)
+
+
+def on_insert(new: Contact, batch: EnrollmentBatch) -> EnrollmentReport:
     """A new contact: every automatic pipeline of its team plus its manual pipeline_ids."""
     report = EnrollmentReport()
     current = contacts.find_contact(new.team_id, new.contact_id)
@@ -44,14 +71,13 @@ def on_insert(new: Contact, settings: Settings) -> EnrollmentReport:
         return report  # deleted or unsubscribed since: enrolling now would only be undone
     # The manual set as it is now: one removed since this record was written gets no run.
     manual = [p for p in dict.fromkeys(new.pipeline_ids or []) if p in set(current.pipeline_ids or [])]
-    automatic = [a.pipeline_id for a in pipelines.list_automatic(new.team_id, CONTACT)]
-    for pipeline_id in dict.fromkeys(manual + automatic):
-        source = Source.MANUAL if pipeline_id in manual else Source.AUTOMATIC
-        _enroll(new, pipeline_id, source, INSERT_KEY, settings, report)
+    automatic = batch.pipelines.automatic_ids(new.team_id, CONTACT)
+    wanted = [(p, Source.MANUAL if p in manual else Source.AUTOMATIC) for p in dict.fromkeys(manual + automatic)]
+    _enroll_all(new, wanted, INSERT_KEY, batch, report)
     return report
 
 
-def on_modify(old: Contact, new: Contact, settings: Settings) -> EnrollmentReport:
+def on_modify(old: Contact, new: Contact, batch: EnrollmentBatch) -> EnrollmentReport:
     """Added pipeline_ids get runs, removed ones lose theirs; unsubscribing cancels all."""
     report = EnrollmentReport()
     now = clock.now()
@@ -59,21 +85,21 @@ def on_modify(old: Contact, new: Contact, settings: Settings) -> EnrollmentRepor
     if current is None:
         return report  # deleted: its REMOVE record cancels the runs
     if current.unsubscribed:
-        report.cancelled += runs.cancel_active_runs(new.team_id, CONTACT, new.contact_id, now, "unsubscribed")
+        report.cancelled += runs.cancel_active_runs(new.team_id, CONTACT, new.contact_id, now, "unsubscribed", tally=batch.tally)
         return report
     before, after, wanted = set(old.pipeline_ids or []), set(new.pipeline_ids or []), set(current.pipeline_ids or [])
     removed = (before - after) - wanted
     if removed:
         report.cancelled += runs.cancel_active_runs(
-            new.team_id, CONTACT, new.contact_id, now, "removed_from_contact", pipeline_ids=removed
+            new.team_id, CONTACT, new.contact_id, now, "removed_from_contact", pipeline_ids=removed, tally=batch.tally
         )
-    for pipeline_id in [p for p in (new.pipeline_ids or []) if p not in before and p in wanted]:
-        _enroll(new, pipeline_id, Source.MANUAL, assignment_key(new.updated_at), settings, report)
+    added = [(p, Source.MANUAL) for p in (new.pipeline_ids or []) if p not in before and p in wanted]
+    _enroll_all(new, added, assignment_key(new.updated_at), batch, report)
     return report
 
 
-def on_remove(old: Contact) -> EnrollmentReport:
-    cancelled = runs.cancel_active_runs(old.team_id, CONTACT, old.contact_id, clock.now(), "contact_deleted")
+def on_remove(old: Contact, batch: EnrollmentBatch) -> EnrollmentReport:
+    cancelled = runs.cancel_active_runs(old.team_id, CONTACT, old.contact_id, clock.now(), "contact_deleted", tally=batch.tally)
     return EnrollmentReport(cancelled=cancelled)
 
 
@@ -83,7 +109,8 @@ def assign(contact: Contact, pipeline_id: str, settings: Settings) -> PipelineRu
     `contact` is the contact as written by the assignment (its updated_at names the cause).
     """
     report = EnrollmentReport()
-    result = _enroll(contact, pipeline_id, Source.MANUAL, assignment_key(contact.updated_at), settings, report)
+    with EnrollmentBatch(settings) as batch:
+        (result,) = _enroll_all(contact, [(pipeline_id, Source.MANUAL)], assignment_key(contact.updated_at), batch, report)
     if result is None:
         raise NotFound(f"pipeline {pipeline_id} not found")
     if not result.created and result.reason == "active":
@@ -91,48 +118,59 @@ def assign(contact: Contact, pipeline_id: str, settings: Settings) -> PipelineRu
     return result.run
 
 
-def _enroll(
-    contact: Contact, pipeline_id: str, source: Source, key: str, settings: Settings, report: EnrollmentReport
-) -> runs.EnrollResult | None:
-    spec = pipelines.active_pipeline(contact.team_id, pipeline_id)
-    if spec is None or spec.model_type != CONTACT:
-        logger.warning("pipeline not enrollable", extra={"pipeline_id": pipeline_id, "contact_id": contact.contact_id})
-        report.skipped.append(pipeline_id)
-        return None
-    now = clock.now()
-    result = runs.create_run(
-        pipeline=spec,
-        pipelineable_type=CONTACT,
-        pipelineable_id=contact.contact_id,
-        source=source,
-        enrollment_key=key,
-        schedule=engine.enroll(spec, now),
-        now=now,
-        due_shards=settings.due_shards,
-    )
-    if result.created:
-        report.created.append(result.run.run_id)
-        metrics.add_metric(name="RunsEnrolled", unit=MetricUnit.Count, value=1)
-    else:
-        report.skipped.append(pipeline_id)
-        metrics.add_metric(name="EnrollmentsDeduplicated", unit=MetricUnit.Count, value=1)
-    return result
+def _enroll_all(
+    contact: Contact, wanted: list[tuple[str, Source]], key: str, batch: EnrollmentBatch, report: EnrollmentReport
+) -> list[runs.EnrollResult | None]:
+    """Enroll the contact in each wanted pipeline, reading its runs once for all of them."""
+    existing: list[PipelineRun] | None = None
+    results: list[runs.EnrollResult | None] = []
+    for pipeline_id, source in wanted:
+        spec = batch.pipelines.active_pipeline(contact.team_id, pipeline_id)
+        if spec is None or spec.model_type != CONTACT:
+            logger.warning("pipeline not enrollable", extra={"pipeline_id": pipeline_id, "contact_id": contact.contact_id})
+            report.skipped.append(pipeline_id)
+            results.append(None)
+            continue
+        if existing is None:
+            existing = runs.runs_of(contact.team_id, CONTACT, contact.contact_id)
+        now = clock.now()
+        result = runs.create_run(
+            pipeline=spec,
+            pipelineable_type=CONTACT,
+            pipelineable_id=contact.contact_id,
+            source=source,
+            enrollment_key=key,
+            schedule=engine.enroll(spec, now),
+            now=now,
+            due_shards=batch.settings.due_shards,
+            tally=batch.tally,
+            existing=existing,
+        )
+        if result.created:
+            existing.append(result.run)
+            report.created.append(result.run.run_id)
+            metrics.add_metric(name="RunsEnrolled", unit=MetricUnit.Count, value=1)
+        else:
+            report.skipped.append(pipeline_id)
+            metrics.add_metric(name="EnrollmentsDeduplicated", unit=MetricUnit.Count, value=1)
+        results.append(result)
+    return results
 
 
-def handle_stream_record(record, settings: Settings) -> EnrollmentReport:
+def handle_stream_record(record, batch: EnrollmentBatch) -> EnrollmentReport:
     """One contacts-table stream record (a Powertools DynamoDBRecord)."""
     change = record.dynamodb
     name = record.event_name.name if record.event_name else None
     if name == "INSERT":
-        report = on_insert(contacts.contact_from_stream_image(change.raw_event["NewImage"]), settings)
+        report = on_insert(contacts.contact_from_stream_image(change.raw_event["NewImage"]), batch)
     elif name == "MODIFY":
         report = on_modify(
             contacts.contact_from_stream_image(change.raw_event["OldImage"]),
             contacts.contact_from_stream_image(change.raw_event["NewImage"]),
-            settings,
+            batch,
         )
     elif name == "REMOVE":
-        report = on_remove(contacts.contact_from_stream_image(change.raw_event["OldImage"]))
+        report = on_remove(contacts.contact_from_stream_image(change.raw_event["OldImage"]), batch)
     else:
         raise ValueError(f"unexpected stream event {record.event_name!r}")
     logger.info(

@@ -1,14 +1,18 @@
 """One processor tick: find due runs, claim each, execute its step, move it on.
 
     due index (hint) --query shards in parallel--> candidates
-    candidate --conditional claim on the base table--> ClaimedRun (or lost: skip)
-    ClaimedRun --action--> ActionResult --engine.after_step--> Decision
-    Decision --conditional finish (holding the lease)--> run pending / completed / failed
+    candidates, 100 at a time:
+      candidate --conditional claim on the base table--> ClaimedRun (or lost: skip)
+      claimed runs' contacts --one BatchGetItem per team-->
+      ClaimedRun --action--> ActionResult --engine.after_step--> Decision
+      Decision --conditional finish (holding the lease)--> run pending / completed / failed
+    the tick's stats changes --one idempotent ADD per pipeline--> stats (stats.Tally)
 
 A run's failure is recorded on that run; nothing one run does stops the tick.
 """
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -18,9 +22,10 @@ from datetime import datetime
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, ParamValidationError
+from pynamodb.exceptions import PynamoDBException
 
-from dripline import actions, clock, engine
+from dripline import actions, clock, delivery, engine
 from dripline.actions import ActionContext, ActionError
 from dripline.domain import ClaimedRun, Outcome, RunStatus
 from dripline.engine import ActionResult, DELIVERY_UNKNOWN
@@ -29,6 +34,12 @@ from dripline.observability import MetricUnit, logger, metrics
 from dripline.settings import DeliveryPolicy, Settings
 from dripline.storage import contacts, pipelines, runs, stats
 from dripline.storage.shards import names as shard_names
+from dripline.storage.models import Contact
+from dripline.storage.util import botocore_cause, is_transient
+
+# Runs claimed, then read (contacts: one BatchGetItem of at most 100 keys), then executed
+# together. Small enough that a contact read is seconds old, not a whole tick old.
+CHUNK = 100
 
 RETRYABLE_ERROR_CODES = frozenset(
     {
@@ -72,6 +83,12 @@ class TickReport:
     lateness_seconds: list[float] = field(default_factory=list)
     duration_ms: int = 0
 
+    def add(self, outcome: "RunOutcome") -> None:
+        self.outcomes[outcome.status] += 1
+        self.events.update(outcome.events)
+        if outcome.lateness_seconds is not None:
+            self.lateness_seconds.append(outcome.lateness_seconds)
+
     def as_dict(self) -> dict:
         return {"due": self.due, "duration_ms": self.duration_ms, **dict(sorted(self.outcomes.items()))}
 
@@ -87,6 +104,12 @@ class TickReport:
             metrics.add_metric(name="StepLatenessMax", unit=MetricUnit.Seconds, value=max(self.lateness_seconds))
             average = sum(self.lateness_seconds) / len(self.lateness_seconds)
             metrics.add_metric(name="StepLatenessAvg", unit=MetricUnit.Seconds, value=round(average, 3))
+            metrics.add_metric(name="StepLatenessP99", unit=MetricUnit.Seconds, value=round(self.lateness_p99(), 3))
+
+    def lateness_p99(self) -> float:
+        """The 99th percentile of this tick's step lateness (nearest rank)."""
+        ordered = sorted(self.lateness_seconds)
+        return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)] if ordered else 0.0
 
 
 OUTCOME_METRICS = {
@@ -109,26 +132,42 @@ class RunOutcome:
 
 
 def classify(exc: Exception, *, idempotent: bool, policy: DeliveryPolicy) -> ActionResult:
-    """Turn an action's exception into a result: retry transient failures, fail the rest."""
+    """Turn an action's exception into a result, by whether the request may have taken effect.
+
+    Not taken effect (never sent, throttled, rejected before acting): a transient one is
+    retried, the rest fail. May have taken effect (the connection dropped or the read
+    timed out after sending, or a 5xx, which the service may answer after acting): an
+    idempotent action retries; a non-idempotent one (email) retries under at_least_once,
+    and under at_most_once retries only after dripline.delivery has checked SES's Send
+    events for it (the error says `delivery_unknown`). pynamodb wraps botocore's
+    exceptions (GetError, PutError ...): the wrapped cause is what is classified.
+    """
     if isinstance(exc, ActionError):
         return ActionResult.failed(str(exc), retryable=exc.retryable)
+    if isinstance(exc, PynamoDBException) and isinstance(exc.cause, (ClientError, BotoCoreError)):
+        return classify(exc.cause, idempotent=idempotent, policy=policy)
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code = error.get("Code", "Unknown")
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        retryable = code in RETRYABLE_ERROR_CODES or status >= 500
-        return ActionResult.failed(f"{code}: {error.get('Message', '')}".strip(), retryable=retryable)
-    if isinstance(exc, ReadTimeoutError):
-        # The request reached the service; it may have acted. Only an idempotent action
-        # (or the at-least-once policy) may try again.
-        if not idempotent and policy is DeliveryPolicy.AT_MOST_ONCE:
-            return ActionResult.skipped(DELIVERY_UNKNOWN)
-        return ActionResult.failed("timeout", retryable=True)
-    if isinstance(exc, (ConnectTimeoutError, EndpointConnectionError)):
-        return ActionResult.failed(f"{type(exc).__name__}: {exc}", retryable=True)
-    if isinstance(exc, BotoCoreError):
+        message = f"{code}: {error.get('Message', '')}".strip()
+        if status >= 500:
+            return _maybe_taken_effect(message, idempotent=idempotent, policy=policy)
+        return ActionResult.failed(message, retryable=code in RETRYABLE_ERROR_CODES)
+    if isinstance(exc, HTTPClientError):  # sent, answer lost: ConnectionClosedError, ReadTimeoutError ...
+        return _maybe_taken_effect(f"{type(exc).__name__}: {exc}", idempotent=idempotent, policy=policy)
+    if isinstance(exc, ParamValidationError):
+        return ActionResult.failed(f"{type(exc).__name__}: {exc}", retryable=False)
+    if isinstance(exc, BotoCoreError):  # never sent: no connection, no credentials yet ...
         return ActionResult.failed(f"{type(exc).__name__}: {exc}", retryable=True)
     return ActionResult.failed(f"{type(exc).__name__}: {exc}", retryable=False)
+
+
+def _maybe_taken_effect(error: str, *, idempotent: bool, policy: DeliveryPolicy) -> ActionResult:
+    if idempotent or policy is DeliveryPolicy.AT_LEAST_ONCE:
+        return ActionResult.failed(error, retryable=True)
+    # The retry is settled by dripline.delivery (Send events) before anything is resent.
+    return ActionResult.failed(DELIVERY_UNKNOWN, retryable=True, cause=error)
 
 
 class Processor:
@@ -141,38 +180,59 @@ class Processor:
         started = time.monotonic()
         now = clock.now()
         report = TickReport()
-        candidates = [
-            c
-            for c in self._due_candidates(now, shard_names(self.settings.due_shards) if shards is None else shards)
-            # A run being worked on right now is not ours to touch until its lease expires.
-            if not (c.status == RunStatus.RUNNING.value and c.lease_expires_at and c.lease_expires_at > now)
-        ]
-        candidates.sort(key=lambda c: c.next_step_at)
+        walked = shard_names(self.settings.due_shards) if shards is None else shards
+        candidates = sorted(self._due_candidates(now, walked), key=lambda c: c.next_step_at)
         report.due = len(candidates)
-        margin_ms = self.settings.claim_margin_seconds * 1000
-
-        def work(candidate: runs.DueCandidate) -> RunOutcome:
-            if remaining_ms() < margin_ms:
-                return RunOutcome("deferred")  # the next tick picks it up
-            try:
-                return self.process(candidate)
-            except Exception:  # noqa: BLE001 - one run's trouble never stops the tick
-                logger.exception("run processing failed", extra={"run_id": candidate.run_id})
-                return RunOutcome("error")
-
-        with ThreadPoolExecutor(max_workers=self.settings.processor_workers) as pool:
-            for outcome in pool.map(work, candidates):
-                report.outcomes[outcome.status] += 1
-                report.events.update(outcome.events)
-                if outcome.lateness_seconds is not None:
-                    report.lateness_seconds.append(outcome.lateness_seconds)
+        tally = stats.Tally()  # the tick's counter changes, written once per pipeline below
+        for outcome in self.process_batch(candidates, tally, remaining_ms):
+            report.add(outcome)
+        tally.flush()
         report.duration_ms = int((time.monotonic() - started) * 1000)
         report.emit_metrics()
         logger.info("tick finished", extra=report.as_dict())
         return report
 
+    def process_batch(
+        self, candidates: list[runs.DueCandidate], tally: stats.Tally, remaining_ms: Callable[[], int] = lambda: 10**9
+    ) -> list[RunOutcome]:
+        """Claim, execute and record `candidates` (oldest first), CHUNK at a time, their
+        counter changes into `tally` (the caller flushes it). One outcome per candidate."""
+        margin_ms = self.settings.claim_margin_seconds * 1000
+        outcomes: list[RunOutcome] = []
+
+        def isolated(work: Callable[[], RunOutcome], run_id: str) -> RunOutcome:
+            try:
+                return work()
+            except Exception:  # noqa: BLE001 - one run's trouble never stops the tick
+                logger.exception("run processing failed", extra={"run_id": run_id})
+                return RunOutcome("error")
+
+        def claim(candidate: runs.DueCandidate) -> ClaimedRun | RunOutcome:
+            if remaining_ms() < margin_ms:
+                return RunOutcome("deferred")  # the next tick picks it up
+            return isolated(lambda: self._claim(candidate, tally), candidate.run_id)
+
+        with ThreadPoolExecutor(max_workers=self.settings.processor_workers) as pool:
+            for start in range(0, len(candidates), CHUNK):
+                taken = list(pool.map(claim, candidates[start : start + CHUNK]))
+                claimed = [c for c in taken if isinstance(c, ClaimedRun)]
+                people = self._contacts_of(claimed)
+                done = iter(pool.map(lambda c: isolated(lambda: self._run(c, people, tally), c.run_id), claimed))
+                outcomes += [next(done) if isinstance(c, ClaimedRun) else c for c in taken]
+        return outcomes
+
+    def process(self, candidate: runs.DueCandidate, tally: stats.Tally | None = None) -> RunOutcome:
+        """Claim, execute and record one run (its counters into `tally`, or written now)."""
+        own = tally is None
+        tally = tally or stats.Tally()
+        claimed = self._claim(candidate, tally)
+        outcome = claimed if isinstance(claimed, RunOutcome) else self._run(claimed, self._contacts_of([claimed]), tally)
+        if own:
+            tally.flush()
+        return outcome
+
     def _due_candidates(self, now: datetime, shards: Sequence[str]) -> list[runs.DueCandidate]:
-        """The oldest due runs of each shard, at most MAX_RUNS_PER_TICK in all: after an
+        """The oldest due runs of every shard, at most MAX_RUNS_PER_TICK in all: after an
         outage the backlog drains over several ticks instead of one tick reading it all."""
         if not shards:
             return []
@@ -181,12 +241,32 @@ class Processor:
             pages = pool.map(lambda shard: list(runs.due_candidates(shard, now, limit=per_shard)), shards)
         return [c for page in pages for c in page]
 
-    def process(self, candidate: runs.DueCandidate) -> RunOutcome:
-        """Claim, execute and record one run. Returns what happened, for the report."""
+    def _claim(self, candidate: runs.DueCandidate, tally: stats.Tally) -> ClaimedRun | RunOutcome:
         claimed = runs.claim(candidate, clock.now(), self.settings.lease_seconds)
         if claimed is None:
             return RunOutcome("lost")
-        result, pipeline = self._execute(claimed)
+        if not claimed.reclaimed:  # a reclaimed run was counted `running` by its first claim
+            tally.run_moved(claimed.team_id, claimed.pipeline_id, RunStatus.PENDING, RunStatus.RUNNING)
+        return claimed
+
+    def _contacts_of(self, claimed: list[ClaimedRun]) -> dict[str, Contact] | Exception:
+        """The claimed runs' contacts, by id, one BatchGetItem per team and 100 keys; the
+        error instead when the read failed (every run then retries: nothing was attempted)."""
+        wanted: dict[str, list[str]] = {}
+        for run in claimed:
+            wanted.setdefault(run.team_id, []).append(run.pipelineable_id)
+        found: dict[str, Contact] = {}
+        try:
+            for team_id, contact_ids in wanted.items():
+                found.update({f"{team_id}#{k}": v for k, v in contacts.find_contacts(team_id, contact_ids).items()})
+        except Exception as exc:  # noqa: BLE001 - classified per run in _execute
+            logger.warning("contacts read failed", extra={"error": repr(exc)})
+            return exc
+        return found
+
+    def _run(self, claimed: ClaimedRun, people: dict[str, Contact] | Exception, tally: stats.Tally) -> RunOutcome:
+        """Execute a claimed run's step and record it. Returns what happened, for the report."""
+        result, pipeline = self._execute(claimed, people)
         executed_at = clock.now()
         decision = engine.after_step(
             pipeline,
@@ -198,11 +278,12 @@ class Processor:
             max_attempts=self.settings.max_attempts,
             retry_base_seconds=self.settings.retry_base_seconds,
             retry_max_seconds=self.settings.retry_max_seconds,
+            replan_after_seconds=self.settings.replan_after_seconds,
         )
         written = runs.finish(claimed, decision, executed_at, self.settings.due_shards)
-        return self._observe(claimed, result, decision, written, executed_at)
+        return self._observe(claimed, result, decision, written, tally)
 
-    def _execute(self, claimed: ClaimedRun):
+    def _execute(self, claimed: ClaimedRun, people: dict[str, Contact] | Exception):
         """Run the claimed step's action; every failure becomes an ActionResult."""
         try:
             pipeline = pipelines.get_version(claimed.team_id, claimed.pipeline_id, claimed.pipeline_version)
@@ -215,18 +296,18 @@ class Processor:
         if step is None or action is None:
             reason = "step_missing" if step is None else f"unknown_action: {step.action_type}"
             return ActionResult.failed(reason, retryable=False), pipeline
-        if claimed.reclaimed:
-            decided = engine.outcome_of_reclaimed_step(action.idempotent, self.settings.delivery_policy)
-            if decided is not None:  # counted as delivery_unknown, whatever the attempts
-                logger.warning("step outcome unknown after lease expiry; not repeated", extra={"run_id": claimed.run_id})
+        if claimed.reclaimed or claimed.attempts:
+            # Did the attempt before this one take effect? (an email: SES's Send events)
+            decided = delivery.before_repeat(claimed, action.idempotent, self.settings, clock.now())
+            if decided is not None:
                 return decided, pipeline
-            if claimed.attempts >= self.settings.max_attempts:
+            if claimed.reclaimed and claimed.attempts >= self.settings.max_attempts:
                 # The step keeps outliving its lease (it kills or outlasts the processor).
                 return ActionResult.failed("lease_expired_too_often", retryable=False), pipeline
-        try:
-            contact = contacts.find_contact(claimed.team_id, claimed.pipelineable_id)
-        except Exception as exc:  # noqa: BLE001 - the action was not attempted: safe to retry
-            return classify(exc, idempotent=True, policy=self.settings.delivery_policy), pipeline
+        if isinstance(people, Exception):  # the action was not attempted: a throttle or 5xx retries
+            cause = botocore_cause(people)
+            return ActionResult.failed(f"contacts read: {type(cause).__name__}: {cause}", retryable=is_transient(people)), pipeline
+        contact = people.get(f"{claimed.team_id}#{claimed.pipelineable_id}")
         if contact is None:
             return ActionResult.stop("contact_deleted"), pipeline
         ctx = ActionContext(
@@ -245,9 +326,9 @@ class Processor:
             return classify(exc, idempotent=action.idempotent, policy=self.settings.delivery_policy), pipeline
 
     def _observe(
-        self, claimed: ClaimedRun, result: ActionResult, decision: engine.Decision, written: str, executed_at: datetime
+        self, claimed: ClaimedRun, result: ActionResult, decision: engine.Decision, written: str, tally: stats.Tally
     ) -> RunOutcome:
-        """Update the pipeline's stats counters and say what to count in metrics."""
+        """Count the step in the tick's tally and say what to count in metrics."""
         if written == runs.LOST:
             logger.warning("lease lost before finishing; the new holder decides", extra={"run_id": claimed.run_id})
             return RunOutcome(runs.LOST)
@@ -258,17 +339,17 @@ class Processor:
             after = RunStatus(written)
         history = decision.history
         if history is None:  # a retry was scheduled (or the run was cancelled meanwhile)
-            stats.step_finished(claimed.team_id, claimed.pipeline_id, after=after)
+            tally.step_finished(claimed.team_id, claimed.pipeline_id, after=after)
             return RunOutcome("retried" if written == RunStatus.PENDING.value else written)
-        lateness = max(0.0, (executed_at - claimed.scheduled_at).total_seconds())
+        lateness = max(0.0, (history.executed_at - history.scheduled_at).total_seconds())
         email_sent = history.action_type == "send_email" and history.outcome is Outcome.SUCCEEDED
-        stats.step_finished(
+        tally.step_finished(
             claimed.team_id,
             claimed.pipeline_id,
             after=after,
             step_number=history.step_number,
             outcome=history.outcome,
-            lateness_seconds=lateness,
+            lateness_ms=round(lateness * 1000),
             email_sent=email_sent,
         )
         events = [f"Steps{history.outcome.value.capitalize()}"]

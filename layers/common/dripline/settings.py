@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
+from dripline import keys
+
 
 class DeliveryPolicy(str, Enum):
     """What to do with a non-idempotent step (email) whose outcome is unknown.
@@ -32,14 +34,19 @@ class Settings:
     region: str = "us-east-1"
     # Overrides the DynamoDB endpoint (the local stack's emulator); None in AWS.
     dynamodb_endpoint: str | None = None
+    # Every AWS endpoint (AWS_ENDPOINT_URL: the local stack's emulator); None in AWS.
+    aws_endpoint: str | None = None
 
     email_from: str = "Dripline <no-reply@example.com>"
     ses_configuration_set: str = "dripline"
     # Base URL of the API, used for unsubscribe links in emails.
     public_api_url: str = "http://127.0.0.1:3000"
-    unsubscribe_secret: str = "local-unsubscribe-secret"
-    # Signs the API's pagination tokens (next_token), so a client cannot forge a key.
-    token_secret: str = "local-token-secret"
+    # Secrets Manager ids (ARN or name) of the signing keys, never the keys themselves:
+    # the unsubscribe links' key, and the API pagination tokens' (next_token) key. The
+    # defaults name what dripline_local.resources creates in the emulator for tests;
+    # from_env never falls back to them (unset means no key: fail closed).
+    unsubscribe_secret_id: str = "dripline-local-UnsubscribeLinkSecret"
+    token_secret_id: str = "dripline-local-PaginationTokenSecret"
 
     # The due index is write-sharded over this many partitions (due#0 .. due#N-1).
     due_shards: int = 8
@@ -61,8 +68,27 @@ class Settings:
     # async queue. The per-minute processor leases its own shards until its deadline.
     shard_lease_seconds: int = 180
     delivery_policy: DeliveryPolicy = DeliveryPolicy.AT_MOST_ONCE
+    # How long after an email step's outcome became unknown its SES Send event may still
+    # arrive; only then is a missing event taken to mean "not sent" (dripline.delivery).
+    send_event_settle_seconds: int = 120
+    # A step this late keeps the spacing to the next step instead of the plan (engine.after_step).
+    replan_after_seconds: int = 3600
     # Comma-separated modules that register custom actions (see dripline.actions).
     action_modules: str = ""
+    # The webhook action: seconds to connect, and again to wait for the answer.
+    webhook_timeout_seconds: float = 10.0
+    # Local stack and tests only: webhook URLs may use http and 127.0.0.1 (never in AWS).
+    webhook_allow_insecure_local: bool = False
+
+    @property
+    def unsubscribe_secret(self) -> str:
+        """Signs unsubscribe links (read from Secrets Manager, cached; raises if unavailable)."""
+        return keys.signing_key(self.unsubscribe_secret_id, "UNSUBSCRIBE_SECRET_ID", region=self.region, endpoint_url=self.aws_endpoint)
+
+    @property
+    def token_secret(self) -> str:
+        """Signs the API's pagination tokens (read from Secrets Manager, cached; raises if unavailable)."""
+        return keys.signing_key(self.token_secret_id, "TOKEN_SECRET_ID", region=self.region, endpoint_url=self.aws_endpoint)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -91,8 +117,9 @@ class Settings:
             email_from=text("EMAIL_FROM", defaults.email_from),
             ses_configuration_set=text("SES_CONFIGURATION_SET", defaults.ses_configuration_set),
             public_api_url=text("PUBLIC_API_URL", defaults.public_api_url).rstrip("/"),
-            unsubscribe_secret=text("UNSUBSCRIBE_SECRET", defaults.unsubscribe_secret),
-            token_secret=text("TOKEN_SECRET", defaults.token_secret),
+            aws_endpoint=env.get("AWS_ENDPOINT_URL") or None,
+            unsubscribe_secret_id=env.get("UNSUBSCRIBE_SECRET_ID", ""),
+            token_secret_id=env.get("TOKEN_SECRET_ID", ""),
             due_shards=max(1, number("DUE_SHARDS", defaults.due_shards)),
             max_attempts=max(1, number("MAX_ATTEMPTS", defaults.max_attempts)),
             retry_base_seconds=number("RETRY_BASE_SECONDS", defaults.retry_base_seconds),
@@ -103,6 +130,9 @@ class Settings:
             max_runs_per_tick=max(1, number("MAX_RUNS_PER_TICK", defaults.max_runs_per_tick)),
             worker_function=text("WORKER_FUNCTION", defaults.worker_function),
             shard_lease_seconds=max(1, number("SHARD_LEASE_SECONDS", defaults.shard_lease_seconds)),
+            replan_after_seconds=number("REPLAN_AFTER_SECONDS", defaults.replan_after_seconds),
             delivery_policy=DeliveryPolicy(text("DELIVERY_POLICY", defaults.delivery_policy.value)),
+            send_event_settle_seconds=number("SEND_EVENT_SETTLE_SECONDS", defaults.send_event_settle_seconds),
             action_modules=text("ACTION_MODULES", defaults.action_modules),
+            webhook_allow_insecure_local=env.get("WEBHOOK_ALLOW_INSECURE_LOCAL", "").strip().lower() in ("1", "true", "yes"),
         )

@@ -75,4 +75,4 @@ def load_custom_actions(module_names: str) -> None:
 
 
 # The built-in actions register themselves; imported last because they use the names above.
-from dripline.actions import email, tasks  # noqa: E402, F401
+from dripline.actions import email, tasks, webhook  # noqa: E402, F401

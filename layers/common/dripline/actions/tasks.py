@@ -33,6 +33,8 @@ class CreateTask:
         due = step.data.get("due_in_seconds")
         if due is not None and (isinstance(due, bool) or not isinstance(due, int) or not 0 <= due <= MAX_DUE_IN_SECONDS):
             raise ValidationFailed("data.due_in_seconds", f"must be an integer 0..{MAX_DUE_IN_SECONDS}")
+        if title is not None:
+            templating.check(title, "data.title")
         templating.check(step.message, "message")
 
     def execute(self, ctx: ActionContext) -> ActionResult:

@@ -25,10 +25,20 @@ MAX_NAME = 200
 MAX_PIPELINE_IDS = 50
 MAX_EMAIL = 254
 
-# Pragmatic address syntax (what SES accepts): ASCII local part, a dotted domain.
-_EMAIL = re.compile(
-    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@"
+# Pragmatic address syntax (what SES accepts): a dot-atom ASCII local part of at most 64
+# characters, a dotted ASCII domain. The same pattern is in the OpenAPI document.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+EMAIL_PATTERN = (
+    rf"^{_ATOM}(?:\.{_ATOM})*@"
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+)
+_EMAIL = re.compile(EMAIL_PATTERN)
+MAX_LOCAL_PART = 64
+EMAIL_FIELD = dict(
+    max_length=MAX_EMAIL,
+    description=f"An email address: a dot-atom ASCII local part of at most {MAX_LOCAL_PART} characters, an ASCII domain",
+    json_schema_extra={"pattern": EMAIL_PATTERN},
+    examples=["ada@example.com"],
 )
 
 Timestamp = Field(description="ISO 8601, UTC, with `Z`", examples=["2026-03-02T09:00:00.000Z"])
@@ -47,8 +57,7 @@ def _timezones() -> frozenset[str]:
 
 
 def check_email(value: str) -> str:
-    value = value.strip()
-    if len(value) > MAX_EMAIL or not _EMAIL.match(value) or ".." in value:
+    if len(value) > MAX_EMAIL or not _EMAIL.fullmatch(value) or len(value.partition("@")[0]) > MAX_LOCAL_PART:
         raise ValueError("must be a valid email address")
     return value
 
@@ -105,14 +114,14 @@ def check_pipeline_ids(value: list[str]) -> list[str]:
 class StepIn(_Request):
     step_number: StrictInt = Field(ge=1, le=1_000_000, description="Order of the step; unique; gaps allowed")
     action_type: str = Field(
-        min_length=1, max_length=100, description="A registered action: `send_email`, `create_task` or a custom one"
+        min_length=1, max_length=100, description="A registered action: `send_email`, `create_task`, `webhook` or a custom one"
     )
     delay_seconds: StrictInt = Field(
         0, ge=0, le=MAX_DELAY_SECONDS, description="Wait before this step (after the previous one, or enrollment)"
     )
     message: str = Field("", description="A Jinja2 template (sandboxed), at most 100 KB")
     data: dict[str, Any] = Field(
-        default_factory=dict, description="Action-specific (at most 10 KB): `subject` for send_email; `title`, `assignee`, `due_in_seconds` for create_task"
+        default_factory=dict, description="Action-specific (at most 10 KB): `subject` for send_email; `title`, `assignee`, `due_in_seconds` for create_task; `url` (https, public host) for webhook"
     )
 
     @field_validator("message")
@@ -191,7 +200,7 @@ class AutomaticList(BaseModel):
 
 
 class ContactIn(_Request):
-    email: str = Field(max_length=MAX_EMAIL)
+    email: str = Field(**EMAIL_FIELD)
     first_name: str | None = Field(None, max_length=MAX_NAME)
     last_name: str | None = Field(None, max_length=MAX_NAME)
     timezone: str | None = Field(None, description="An IANA time zone name", examples=["Europe/London"])
@@ -208,46 +217,21 @@ class ContactIn(_Request):
 
 
 class ContactPatch(_Request):
-    """Any subset of the fields. `null` clears first_name, last_name and timezone."""
+    """Any subset of the fields. `null` clears first_name, last_name and timezone (and only those)."""
 
-    email: str | None = Field(None, max_length=MAX_EMAIL)
+    email: str = Field(None, **EMAIL_FIELD)  # type: ignore[assignment]  # absent: unchanged; null: refused
     first_name: str | None = Field(None, max_length=MAX_NAME)
     last_name: str | None = Field(None, max_length=MAX_NAME)
     timezone: str | None = None
-    attributes: dict[str, Any] | None = Field(None, description="Replaces the whole attribute map")
-    pipeline_ids: list[str] | None = Field(
-        None, description="Replaces the manual set: added ids get runs, removed ids get their runs cancelled"
+    attributes: dict[str, Any] = Field(None, description="Replaces the whole attribute map (`{}` clears it)")  # type: ignore[assignment]
+    pipeline_ids: list[str] = Field(  # type: ignore[assignment]
+        None, description="Replaces the manual set (`[]` clears it): added ids get runs, removed ids get their runs cancelled"
     )
-    unsubscribed: StrictBool | None = Field(None, description="true cancels the contact's active runs and stops email")
+    unsubscribed: StrictBool = Field(None, description="true cancels the contact's active runs and stops email")  # type: ignore[assignment]
 
-    @field_validator("email")
-    @classmethod
-    def _email(cls, value: str | None) -> str | None:
-        if value is None:
-            raise ValueError("must not be null")
-        return check_email(value)
-
-    @field_validator("attributes")
-    @classmethod
-    def _attributes(cls, value: dict[str, Any] | None) -> dict[str, Any]:
-        if value is None:
-            raise ValueError("must not be null (send {} to clear)")
-        return check_attributes(value)
-
-    @field_validator("pipeline_ids")
-    @classmethod
-    def _pipelines(cls, value: list[str] | None) -> list[str]:
-        if value is None:
-            raise ValueError("must not be null (send [] to clear)")
-        return check_pipeline_ids(value)
-
-    @field_validator("unsubscribed")
-    @classmethod
-    def _unsubscribed(cls, value: bool | None) -> bool:
-        if value is None:
-            raise ValueError("must not be null")
-        return value
-
+    _email = field_validator("email")(check_email)
+    _attributes = field_validator("attributes")(check_attributes)
+    _pipelines = field_validator("pipeline_ids")(check_pipeline_ids)
     _timezone = field_validator("timezone")(check_timezone)
 
 

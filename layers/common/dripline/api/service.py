@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +17,7 @@ from dripline.api.schemas import ContactIn, ContactPatch, PipelineIn
 from dripline.domain import ACTIVE_STATUSES, Step
 from dripline.errors import Conflict, NotFound, ValidationFailed
 from dripline.settings import Settings
-from dripline.storage import contacts, pipelines, runs
+from dripline.storage import contacts, pipelines, runs, stats
 from dripline.storage.models import Contact, PipelineRun
 
 CONTACT = "contact"
@@ -42,8 +43,8 @@ def validate_steps(body: PipelineIn) -> list[Step]:
             raise ValidationFailed(f"{where}.action_type", f"unknown action; one of {', '.join(registered)}")
         step = Step(raw.step_number, raw.action_type, raw.delay_seconds, raw.message, dict(raw.data))
         try:
-            templating.check(step.message, "message")
-            action.validate(step)
+            _checked(lambda: templating.check(step.message, "message"), "message")
+            _checked(lambda: action.validate(step), "data")
         except ValidationFailed as exc:
             raise ValidationFailed(f"{where}.{exc.field}", exc.message) from exc
         steps.append(step)
@@ -51,6 +52,18 @@ def validate_steps(body: PipelineIn) -> list[Step]:
     if size > MAX_STEPS_BYTES:
         raise ValidationFailed("steps", f"too large once stored ({size} bytes; at most {MAX_STEPS_BYTES})")
     return steps
+
+
+def _checked(check: Callable[[], None], field: str) -> None:
+    """Run a save-time check; a template too deep or too large to even check is refused too.
+
+    Jinja parses and compiles recursively: 300 nested parentheses or 2,000 `+` terms
+    exhaust the stack (RecursionError) before any rule of the template language is seen.
+    """
+    try:
+        check()
+    except (RecursionError, MemoryError):
+        raise ValidationFailed(field, "template nests too deeply or is too large to check") from None
 
 
 def create_pipeline(team_id: str, body: PipelineIn, now: datetime) -> pipelines.Pipeline:
@@ -75,15 +88,12 @@ def archive_pipeline(team_id: str, pipeline_id: str, now: datetime, *, cancel_ru
     pipelines.archive_pipeline(team_id, pipeline_id, now)
     if not cancel_runs:
         return 0
-    cancelled = 0
-    for status in ACTIVE_STATUSES:
-        key: dict | None = None
-        while True:
-            page, key = runs.list_runs(team_id, status=status, pipeline_id=pipeline_id, limit=100, start_key=key)
-            cancelled += sum(runs.cancel_run(run, now, "pipeline_archived") for run in page)
-            if key is None:
-                break
-    return cancelled
+    with stats.Tally() as tally:  # one counter write for all the cancellations
+        return sum(
+            runs.cancel_run(run, now, "pipeline_archived", tally)
+            for run in runs.all_runs_of_pipeline(team_id, pipeline_id)
+            if run.status in ACTIVE_STATUSES
+        )
 
 
 def set_automatic(team_id: str, pipeline_id: str, now: datetime):
@@ -97,10 +107,15 @@ def unset_automatic(team_id: str, pipeline_id: str) -> None:
 
 
 def pipeline_stats(team_id: str, pipeline_id: str) -> dict[str, Any]:
-    from dripline.storage import stats
-
     pipeline = pipelines.get_pipeline(team_id, pipeline_id)
     return stats.read(team_id, pipeline_id, [(s.step_number, s.action_type) for s in pipeline.spec.steps])
+
+
+def reconcile_stats(team_id: str, pipeline_id: str) -> dict[str, Any]:
+    """Recount the pipeline's counters from its runs, then answer its stats."""
+    pipelines.get_pipeline(team_id, pipeline_id)  # unknown (or another team's) id: 404
+    stats.reconcile(team_id, pipeline_id)
+    return pipeline_stats(team_id, pipeline_id)
 
 
 # --- contacts ----------------------------------------------------------------------------------
@@ -143,7 +158,14 @@ def patch_contact(team_id: str, contact_id: str, body: ContactPatch, now: dateti
         _check_active_pipelines(team_id, [p for p in changes["pipeline_ids"] if p not in current], "pipeline_ids")
     if not changes:
         return contacts.get_contact(team_id, contact_id)
-    return contacts.modify_contact(team_id, contact_id, lambda _current: changes, now)
+    return contacts.modify_contact(team_id, contact_id, lambda current: _with_generation(current, changes), now)
+
+
+def _with_generation(current: Contact, changes: dict[str, Any]) -> dict[str, Any]:
+    """Re-subscribing moves the subscription generation on: older unsubscribe links stop working."""
+    if current.unsubscribed and changes.get("unsubscribed") is False:
+        return {**changes, "subscription_generation": int(current.subscription_generation or 0) + 1}
+    return changes
 
 
 def delete_contact(team_id: str, contact_id: str) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 from dripline.api import schemas
 from dripline.clock import iso
 from dripline.storage.models import AutomaticPipeline, Contact, PipelineRun, Task
+from dripline.storage import runs
 from dripline.storage.pipelines import Pipeline
 from dripline.storage.util import plain
 
@@ -74,7 +75,7 @@ def run(r: PipelineRun) -> schemas.RunOut:
                 detail=h.detail,
                 error=h.error,
             )
-            for h in (r.history or [])
+            for h in runs.history_of(r)
         ],
     )
 

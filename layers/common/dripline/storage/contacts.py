@@ -27,6 +27,15 @@ def find_contact(team_id: str, contact_id: str) -> Contact | None:
         return None
 
 
+def find_contacts(team_id: str, contact_ids: list[str]) -> dict[str, Contact]:
+    """The team's contacts among `contact_ids` that exist, by id: strongly consistent
+    BatchGetItem, 100 keys a call (pynamodb asks again for UnprocessedKeys)."""
+    keys = [(team_id, contact_id) for contact_id in dict.fromkeys(contact_ids)]
+    if not keys:
+        return {}
+    return {c.contact_id: c for c in Contact.batch_get(keys, consistent_read=True)}
+
+
 def contact_from_stream_image(image: dict[str, Any]) -> Contact:
     """A stream record's NewImage/OldImage (DynamoDB JSON) as a Contact.
 
@@ -49,6 +58,7 @@ def view(contact: Contact) -> ContactView:
         timezone=contact.timezone,
         attributes=plain(contact.attributes) or {},
         unsubscribed=bool(contact.unsubscribed),
+        subscription_generation=int(contact.subscription_generation or 0),
     )
 
 

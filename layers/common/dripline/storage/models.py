@@ -6,7 +6,12 @@ never cross teams. Table names and the endpoint are bound at run time by
 """
 from __future__ import annotations
 
+import json
+import re
+from datetime import datetime, timedelta, timezone
+
 from pynamodb.attributes import (
+    Attribute,
     BooleanAttribute,
     JSONAttribute,
     ListAttribute,
@@ -14,11 +19,14 @@ from pynamodb.attributes import (
     NumberAttribute,
     TTLAttribute,
     UnicodeAttribute,
+    UnicodeSetAttribute,
     UTCDateTimeAttribute,
 )
+from pynamodb.constants import NUMBER, STRING
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
+from dripline.domain import StepRecord
 from dripline.settings import Settings
 
 
@@ -49,6 +57,8 @@ class Contact(Model):
     # The manual pipeline assignments; automatic ones come from the team's settings.
     pipeline_ids = ListAttribute(of=UnicodeAttribute, default=list)
     unsubscribed = BooleanAttribute(default=False)
+    # Moves on at each re-subscribe: unsubscribe links of an earlier generation stop working.
+    subscription_generation = NumberAttribute(null=True)
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
 
@@ -61,6 +71,8 @@ class Contact(Model):
 #   AUTO#<model_type>#<id>    "enroll every new <model_type> in this pipeline"
 #   STATS#<id>                counters the engine maintains as runs move
 #   EMAILEVENT#<msg>#<type>   one SES event already counted (expires after 30 days)
+#   DELIVERY#<run>#<step>     SES Send events of one email step (expires after 30 days)
+#   WEBHOOKSECRET             the team's key for signing webhooks (dripline.storage.teams)
 
 
 class PipelineHead(Model):
@@ -134,6 +146,45 @@ class EmailEvent(Model):
     expires_at = TTLAttribute()
 
 
+class DeliveryRecord(Model):
+    """What is known of one email step's delivery, per (run, step): the SES Send events
+    seen for it (ses_events adds them) and since when the processor has found its outcome
+    unknown (the anchor of the settle window). See dripline.delivery."""
+
+    class Meta(_Meta):
+        table_name = "dripline-pipelines"
+
+    team_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    run_id = UnicodeAttribute()
+    step_number = NumberAttribute()
+    # Message ids SES accepted for this step: a set, so a redelivered event adds nothing.
+    message_ids = UnicodeSetAttribute(null=True)
+    unknown_since = UTCDateTimeAttribute(null=True)
+    expires_at = TTLAttribute()
+
+
+def delivery_sk(run_id: str, step_number: int) -> str:
+    return f"DELIVERY#{run_id}#{step_number}"
+
+
+class WebhookSecret(Model):
+    """The team's webhook signing key; after a rotation the previous one stays valid a while."""
+
+    class Meta(_Meta):
+        table_name = "dripline-pipelines"
+
+    team_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    secret = UnicodeAttribute(null=True)
+    created_at = UTCDateTimeAttribute(null=True)
+    previous_secret = UnicodeAttribute(null=True)
+    previous_valid_until = UTCDateTimeAttribute(null=True)
+
+
+WEBHOOK_SECRET_SK = "WEBHOOKSECRET"
+
+
 # The processor's shard leases live in the pipelines table under a partition no team can
 # have (team ids never hold "#"); see dripline.storage.shards.
 PROCESSOR_PARTITION = "#processor"
@@ -171,6 +222,76 @@ def stats_sk(pipeline_id: str) -> str:
 
 
 # --- runs -----------------------------------------------------------------------------
+#
+# A run item is rewritten by every claim and finish, and DynamoDB bills a write by the
+# larger of the item's before and after images (1 unit per KB). So the item is kept
+# under 1 KB for a 20-step run: attributes only the engine reads have short stored
+# names, times it does not query by are epoch milliseconds, and the history is one
+# compact string (see CompactHistoryAttribute). Its indexes project only what their
+# queries read, so a claim writes no index and a finish moves only the due index.
+
+
+class EpochMillisAttribute(Attribute[datetime]):
+    """A UTC datetime stored as epoch milliseconds (8 bytes instead of a 31-byte string)."""
+
+    attr_type = NUMBER
+
+    def serialize(self, value: datetime) -> str:
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return str(round(value.timestamp() * 1000))
+
+    def deserialize(self, value: str) -> datetime:
+        return datetime.fromtimestamp(int(value) / 1000, tz=timezone.utc)
+
+
+_OUTCOME_CODES = {"succeeded": "s", "failed": "f", "skipped": "k"}
+_OUTCOMES = {code: outcome for outcome, code in _OUTCOME_CODES.items()}
+_ENTRY = re.compile(r"(\d+)([sfk])(-?\d+)\+(\d+)")
+
+
+class CompactHistoryAttribute(Attribute[list]):
+    """A run's step records in one string, about 16 bytes a step:
+
+        <step><s|f|k><scheduled, epoch ms; later entries: ms after the previous one>+<lateness ms>
+
+    entries joined by ";", each followed by `|[attempt, error, detail]` (JSON) only when
+    one of those is not the default. Bounding the details is the writer's job
+    (`runs.compact_history`)."""
+
+    attr_type = STRING
+
+    def serialize(self, value: list) -> str:
+        parts, previous = [], 0
+        for record in value:
+            scheduled = round(record.scheduled_at.timestamp() * 1000)
+            entry = f"{record.step_number}{_OUTCOME_CODES[record.outcome]}{scheduled - previous}+{record.lateness_ms}"
+            if record.attempt != 1 or record.error is not None or record.detail is not None:
+                entry += "|" + json.dumps([record.attempt, record.error, record.detail], separators=(",", ":"))
+            parts.append(entry)
+            previous = scheduled
+        return ";".join(parts)
+
+    def deserialize(self, value: str) -> list:
+        records, previous = [], 0
+        decoder = json.JSONDecoder()
+        position = 0
+        while position < len(value):
+            head = _ENTRY.match(value, position)
+            if head is None:
+                raise ValueError(f"unreadable history at {position}")
+            step, code, delta, lateness = head.groups()
+            previous += int(delta)
+            scheduled = datetime.fromtimestamp(previous / 1000, tz=timezone.utc)
+            attempt, error, detail = 1, None, None
+            position = head.end()
+            if value.startswith("|", position):
+                (attempt, error, detail), position = decoder.raw_decode(value, position + 1)
+            records.append(
+                StepRecord(int(step), _OUTCOMES[code], scheduled, scheduled + timedelta(milliseconds=int(lateness)), attempt, error, detail)
+            )
+            position += value.startswith(";", position)
+        return records
 
 
 class DueIndex(GlobalSecondaryIndex):
@@ -178,12 +299,13 @@ class DueIndex(GlobalSecondaryIndex):
 
     Only `pending` and `running` runs carry `due_shard`; ending a run removes it, so the
     processor's work grows with due runs, never with all runs. `running` runs stay in it
-    so that a run whose lease expired (its processor died) is found again.
+    so that a run whose lease expired (its processor died) is found again. Keys only:
+    the claim's condition on the base table decides, so a claim writes nothing here.
     """
 
     class Meta:
         index_name = "due"
-        projection = IncludeProjection(["status", "lease_expires_at"])
+        projection = KeysOnlyProjection()
 
     due_shard = UnicodeAttribute(hash_key=True)
     next_step_at = UTCDateTimeAttribute(range_key=True)
@@ -198,32 +320,15 @@ class RunIdIndex(GlobalSecondaryIndex):
 
 
 class TeamRunsIndex(GlobalSecondaryIndex):
+    """A team's runs, newest first; `pipeline_id` is projected to filter one pipeline's.
+    Neither key nor projection changes after creation: claims and finishes write nothing here."""
+
     class Meta:
         index_name = "by_team"
-        projection = AllProjection()
+        projection = IncludeProjection(["pipeline_id"])
 
     team_id = UnicodeAttribute(hash_key=True)
     created_at = UTCDateTimeAttribute(range_key=True)
-
-
-class PipelineRunsIndex(GlobalSecondaryIndex):
-    class Meta:
-        index_name = "by_pipeline"
-        projection = AllProjection()
-
-    pipeline_key = UnicodeAttribute(hash_key=True)  # <team>#<pipeline_id>
-    created_at = UTCDateTimeAttribute(range_key=True)
-
-
-class HistoryEntry(MapAttribute):
-    step_number = NumberAttribute()
-    action_type = UnicodeAttribute()
-    outcome = UnicodeAttribute()  # succeeded | failed | skipped
-    scheduled_at = UTCDateTimeAttribute()
-    executed_at = UTCDateTimeAttribute()
-    attempt = NumberAttribute(default=1)
-    detail = JSONAttribute(null=True)
-    error = UnicodeAttribute(null=True)
 
 
 class PipelineRun(Model):
@@ -241,32 +346,46 @@ class PipelineRun(Model):
     run_id = UnicodeAttribute(range_key=True)
     team_id = UnicodeAttribute()
     pipeline_id = UnicodeAttribute()
-    pipeline_key = UnicodeAttribute()
-    pipeline_version = NumberAttribute()
-    pipelineable_type = UnicodeAttribute()
-    pipelineable_id = UnicodeAttribute()
-    source = UnicodeAttribute()  # automatic | manual
+    pipeline_version = NumberAttribute(attr_name="pv")
+    source = UnicodeAttribute(attr_name="src")  # automatic | manual
     # What caused this enrollment: "insert" (the contact's creation) or "assign:<time>" (the
     # contact write that assigned the pipeline). A redelivered cause finds its run.
-    enrollment_key = UnicodeAttribute()
+    enrollment_key = UnicodeAttribute(attr_name="ek")
     status = UnicodeAttribute()
-    current_step = NumberAttribute(null=True)
-    next_step_number = NumberAttribute(null=True)
+    next_step_number = NumberAttribute(null=True, attr_name="ns")
     next_step_at = UTCDateTimeAttribute(null=True)
     due_shard = UnicodeAttribute(null=True)
-    attempts = NumberAttribute(default=0)
-    lease_owner = UnicodeAttribute(null=True)
-    lease_expires_at = UTCDateTimeAttribute(null=True)
-    last_error = UnicodeAttribute(null=True)
-    history = ListAttribute(of=HistoryEntry, default=list)
+    # Failed attempts of the next step; a claim adds one (its attempt), a finish sets it.
+    attempts = NumberAttribute(default=0, attr_name="at")
+    lease_owner = UnicodeAttribute(null=True, attr_name="lo")
+    lease_expires_at = EpochMillisAttribute(null=True, attr_name="le")
+    # The status a claim found: `running` means the previous holder's lease expired.
+    claimed_from = UnicodeAttribute(null=True, attr_name="cf")
+    # The token of the last create/finish/cancel written: lets a writer whose answer was
+    # lost (and whose SDK retry then failed its condition) recognise its own write.
+    write_token = UnicodeAttribute(null=True, attr_name="wt")
+    last_error = UnicodeAttribute(null=True, attr_name="err")
+    history = CompactHistoryAttribute(default=list, attr_name="h")
     created_at = UTCDateTimeAttribute()
-    updated_at = UTCDateTimeAttribute()
-    completed_at = UTCDateTimeAttribute(null=True)
+    updated_at = EpochMillisAttribute(attr_name="ua")
+    completed_at = EpochMillisAttribute(null=True, attr_name="ca")
 
     due_index = DueIndex()
     run_id_index = RunIdIndex()
     team_index = TeamRunsIndex()
-    pipeline_index = PipelineRunsIndex()
+
+    @property
+    def pipelineable_type(self) -> str:
+        return self.owner.rsplit("#", 2)[1]
+
+    @property
+    def pipelineable_id(self) -> str:
+        return self.owner.rsplit("#", 2)[2]
+
+    @property
+    def current_step(self) -> int | None:
+        """The last step executed; None before the first."""
+        return self.history[-1].step_number if self.history else None
 
 
 def run_owner(team_id: str, pipelineable_type: str, pipelineable_id: str) -> str:
@@ -313,6 +432,8 @@ ALL_MODELS: dict[type[Model], str] = {
     AutomaticPipeline: "pipelines_table",
     PipelineStats: "pipelines_table",
     EmailEvent: "pipelines_table",
+    DeliveryRecord: "pipelines_table",
+    WebhookSecret: "pipelines_table",
     ShardLeases: "pipelines_table",
     PipelineRun: "runs_table",
     Task: "tasks_table",

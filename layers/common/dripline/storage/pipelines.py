@@ -171,6 +171,30 @@ def _cached_version(table_name: str, team_id: str, pipeline_id: str, version: in
     )
 
 
+class BatchCache:
+    """Pipeline heads and automatic lists read once per enrollment batch, not per record.
+
+    A pipeline archived or made automatic while a batch runs is seen by the next batch,
+    as if the batch's records had been handled a moment earlier.
+    """
+
+    def __init__(self) -> None:
+        self._active: dict[tuple[str, str], PipelineSpec | None] = {}
+        self._automatic: dict[tuple[str, str], list[str]] = {}
+
+    def active_pipeline(self, team_id: str, pipeline_id: str) -> PipelineSpec | None:
+        key = (team_id, pipeline_id)
+        if key not in self._active:
+            self._active[key] = active_pipeline(team_id, pipeline_id)
+        return self._active[key]
+
+    def automatic_ids(self, team_id: str, model_type: str) -> list[str]:
+        key = (team_id, model_type)
+        if key not in self._automatic:
+            self._automatic[key] = [a.pipeline_id for a in list_automatic(team_id, model_type)]
+        return self._automatic[key]
+
+
 # --- automatic pipelines ------------------------------------------------------------------
 
 

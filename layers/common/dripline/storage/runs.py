@@ -6,19 +6,21 @@ processor ticks, a redelivered stream record, an API call) cannot both win.
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+from pynamodb.exceptions import DoesNotExist, PynamoDBException
 
-from dripline.domain import ACTIVE_STATUSES, ClaimedRun, PipelineSpec, RunStatus, Source
+from dripline.domain import ACTIVE_STATUSES, ClaimedRun, Outcome, PipelineSpec, RunStatus, Source, StepRecord
 from dripline.engine import Decision, Schedule
 from dripline.errors import NotFound
-from dripline.storage import stats
-from dripline.storage.models import HistoryEntry, PipelineRun, run_owner
-from dripline.storage.util import is_condition_failure
+from dripline.storage import pipelines, stats
+from dripline.storage.models import PipelineRun, run_owner
+from dripline.storage.util import is_condition_failure, is_transient
 
 
 @dataclass(frozen=True)
@@ -31,11 +33,20 @@ class EnrollResult:
 
 @dataclass(frozen=True)
 class DueCandidate:
+    """A due-index entry (keys only): a hint that the run may be due; the claim decides."""
+
     owner: str
     run_id: str
-    status: str
     next_step_at: datetime
-    lease_expires_at: datetime | None
+
+
+# Conditional writes retried here after the SDK's own retries, with backoff (seconds).
+WRITE_ATTEMPTS = 4
+WRITE_BACKOFF_SECONDS = 0.1
+# A run's compact history keeps step details while it stays under this many bytes
+# (the newest step keeps its detail always); errors are cut to ERROR_CHARS.
+HISTORY_DETAIL_BUDGET = 360
+ERROR_CHARS = 120
 
 
 def due_shard_of(run_id: str, shards: int) -> str:
@@ -43,9 +54,42 @@ def due_shard_of(run_id: str, shards: int) -> str:
     return f"due#{int(hashlib.sha256(run_id.encode()).hexdigest()[:8], 16) % shards}"
 
 
+def new_token() -> str:
+    """A per-write token (64 random bits): stored by the write, recognised after a lost answer."""
+    return uuid.uuid4().hex[:16]
+
+
 def runs_of(team_id: str, pipelineable_type: str, pipelineable_id: str) -> list[PipelineRun]:
     """All runs of one contact, strongly consistent (one partition)."""
     return list(PipelineRun.query(run_owner(team_id, pipelineable_type, pipelineable_id), consistent_read=True))
+
+
+def _read(owner: str, run_id: str) -> PipelineRun | None:
+    try:
+        return PipelineRun.get(owner, run_id, consistent_read=True)
+    except DoesNotExist:
+        return None
+
+
+def _write_once(write: Callable[[], object], recognise: Callable[[], PipelineRun | None]) -> PipelineRun | bool:
+    """Make one conditional write whose item carries our token, exactly once.
+
+    True: the write applied. A run: it had applied before (an SDK retry after a lost
+    answer then failed the condition) and `recognise` found our token on it. False: its
+    condition failed (someone else's change). A throttle or 5xx that outlives the SDK's
+    retries is retried here with backoff: the condition and the token make that safe.
+    """
+    for attempt in range(WRITE_ATTEMPTS):
+        try:
+            write()
+            return True
+        except PynamoDBException as exc:
+            if is_condition_failure(exc):
+                return recognise() or False
+            if not is_transient(exc) or attempt == WRITE_ATTEMPTS - 1:
+                raise
+        time.sleep(WRITE_BACKOFF_SECONDS * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def create_run(
@@ -58,33 +102,38 @@ def create_run(
     schedule: Schedule,
     now: datetime,
     due_shards: int,
+    tally: stats.Tally | None = None,
+    existing: list[PipelineRun] | None = None,
 ) -> EnrollResult:
     """Enroll one pipelineable in one pipeline, at most once per cause, one active run at most.
 
     The run id is derived from (pipelineable, pipeline, generation), where generation
     counts earlier runs of the pipeline. Two writers that race both derive the same id
-    and the conditional put lets exactly one of them win.
+    and the conditional put lets exactly one of them win. `existing` is the
+    pipelineable's runs as just read (`runs_of`): enrolling in several pipelines reads
+    them once. The created run is counted in `tally` (or at once, without one).
     """
     owner = run_owner(pipeline.team_id, pipelineable_type, pipelineable_id)
+    token = new_token()
     for _ in range(3):
-        existing = [r for r in runs_of(pipeline.team_id, pipelineable_type, pipelineable_id) if r.pipeline_id == pipeline.pipeline_id]
-        same_cause = next((r for r in existing if r.enrollment_key == enrollment_key), None)
+        if existing is None:
+            existing = runs_of(pipeline.team_id, pipelineable_type, pipelineable_id)
+        mine = [r for r in existing if r.pipeline_id == pipeline.pipeline_id]
+        existing = None  # a second round reads again
+        same_cause = next((r for r in mine if r.enrollment_key == enrollment_key), None)
         if same_cause is not None:
             return EnrollResult(same_cause, created=False, reason="duplicate")
-        active = next((r for r in existing if r.status in ACTIVE_STATUSES), None)
+        active = next((r for r in mine if r.status in ACTIVE_STATUSES), None)
         if active is not None:
             return EnrollResult(active, created=False, reason="active")
 
-        run_id = _run_id(owner, pipeline.pipeline_id, generation=len(existing))
+        run_id = _run_id(owner, pipeline.pipeline_id, generation=len(mine))
         run = PipelineRun(
             owner,
             run_id,
             team_id=pipeline.team_id,
             pipeline_id=pipeline.pipeline_id,
-            pipeline_key=f"{pipeline.team_id}#{pipeline.pipeline_id}",
             pipeline_version=pipeline.version,
-            pipelineable_type=pipelineable_type,
-            pipelineable_id=pipelineable_id,
             source=source.value,
             enrollment_key=enrollment_key,
             status=schedule.status.value,
@@ -92,31 +141,49 @@ def create_run(
             next_step_at=schedule.next_step_at,
             due_shard=due_shard_of(run_id, due_shards) if schedule.status is RunStatus.PENDING else None,
             attempts=0,
+            write_token=token,
             history=[],
             created_at=now,
             updated_at=now,
             completed_at=None if schedule.status.active else now,
         )
-        try:
-            run.save(condition=PipelineRun.run_id.does_not_exist())
-        except PutError as exc:
-            if is_condition_failure(exc):
-                continue  # a concurrent writer took this generation: look again
-            raise
-        stats.run_created(pipeline.team_id, pipeline.pipeline_id, schedule.status)
-        return EnrollResult(run, created=True)
+        written = _write_once(
+            lambda: run.save(condition=PipelineRun.run_id.does_not_exist()),
+            lambda: _ours(owner, run_id, token),
+        )
+        if written is False:
+            continue  # a concurrent writer took this generation: look again
+        _count(tally, lambda t: t.run_created(pipeline.team_id, pipeline.pipeline_id, schedule.status))
+        return EnrollResult(run if written is True else written, created=True)
     raise RuntimeError(f"could not enroll {owner} in {pipeline.pipeline_id}: too much contention")
 
 
-def cancel_run(run: PipelineRun, now: datetime, reason: str) -> bool:
+def _ours(owner: str, run_id: str, token: str) -> PipelineRun | None:
+    """The run, if its last create/finish/cancel was the write carrying `token`."""
+    run = _read(owner, run_id)
+    return run if run is not None and run.write_token == token else None
+
+
+def _count(tally: stats.Tally | None, record: Callable[[stats.Tally], None]) -> None:
+    """Record a transition in `tally`, or, without one, write it at once."""
+    if tally is not None:
+        record(tally)
+        return
+    with stats.Tally() as one_off:
+        record(one_off)
+
+
+def cancel_run(run: PipelineRun, now: datetime, reason: str, tally: stats.Tally | None = None) -> bool:
     """Cancel an active run; False if it had already ended. Safe to repeat."""
     current = run
+    token = new_token()
     for _ in range(5):
         previous = current.status
         if previous not in ACTIVE_STATUSES:
             return False
-        try:
-            current.update(
+        target = PipelineRun(current.owner, current.run_id)
+        written = _write_once(
+            lambda: target.update(
                 actions=[
                     PipelineRun.status.set(RunStatus.CANCELLED.value),
                     PipelineRun.last_error.set(reason),
@@ -125,28 +192,38 @@ def cancel_run(run: PipelineRun, now: datetime, reason: str) -> bool:
                     PipelineRun.next_step_number.remove(),
                     PipelineRun.completed_at.set(now),
                     PipelineRun.updated_at.set(now),
+                    PipelineRun.write_token.set(token),
                 ],
                 # A running step's finish is conditioned on status=running, so it will
-                # see the cancellation and only append its history entry.
+                # see the cancellation and only record its step.
                 condition=PipelineRun.status == previous,
-            )
-        except UpdateError as exc:
-            if not is_condition_failure(exc):
-                raise
-            current = PipelineRun.get(run.owner, run.run_id, consistent_read=True)
+            ),
+            lambda: _ours(current.owner, current.run_id, token),
+        )
+        if written is False:
+            current = _read(run.owner, run.run_id)
+            if current is None:
+                return False
             continue
-        stats.run_moved(current.team_id, current.pipeline_id, RunStatus(previous), RunStatus.CANCELLED)
+        _count(tally, lambda t: t.run_moved(current.team_id, current.pipeline_id, RunStatus(previous), RunStatus.CANCELLED))
         return True
     raise RuntimeError(f"could not cancel run {run.run_id}: too much contention")
 
 
 def cancel_active_runs(
-    team_id: str, pipelineable_type: str, pipelineable_id: str, now: datetime, reason: str, *, pipeline_ids: set[str] | None = None
+    team_id: str,
+    pipelineable_type: str,
+    pipelineable_id: str,
+    now: datetime,
+    reason: str,
+    *,
+    pipeline_ids: set[str] | None = None,
+    tally: stats.Tally | None = None,
 ) -> int:
     cancelled = 0
     for run in runs_of(team_id, pipelineable_type, pipelineable_id):
         if run.status in ACTIVE_STATUSES and (pipeline_ids is None or run.pipeline_id in pipeline_ids):
-            cancelled += cancel_run(run, now, reason)
+            cancelled += cancel_run(run, now, reason, tally)
     return cancelled
 
 
@@ -158,7 +235,7 @@ def due_candidates(shard: str, now: datetime, limit: int | None = None, page_siz
     `limit`; a hint, not a promise."""
     query = PipelineRun.due_index.query(shard, PipelineRun.next_step_at <= now, limit=limit, page_size=page_size)
     for item in query:
-        yield DueCandidate(item.owner, item.run_id, item.status, item.next_step_at, item.lease_expires_at)
+        yield DueCandidate(item.owner, item.run_id, item.next_step_at)
 
 
 def next_due_at(due_shards: int, scan_limit: int = 200) -> datetime | None:
@@ -168,6 +245,7 @@ def next_due_at(due_shards: int, scan_limit: int = 200) -> datetime | None:
     Lets the local stack's virtual clock skip idle minutes. A `running` run sorts by its
     old next_step_at but is only due when its lease expires, so the search looks past
     such runs to the first pending run behind them: skipping never makes a step late.
+    The index holds keys only, so each page's runs are read with BatchGetItem.
     """
     earliest: datetime | None = None
 
@@ -176,67 +254,95 @@ def next_due_at(due_shards: int, scan_limit: int = 200) -> datetime | None:
         if moment is not None and (earliest is None or moment < earliest):
             earliest = moment
 
-    for n in range(due_shards):
-        for seen, item in enumerate(PipelineRun.due_index.query(f"due#{n}", page_size=50)):
-            if item.status == RunStatus.RUNNING.value and item.lease_expires_at is not None:
-                consider(item.lease_expires_at)
-                if seen >= scan_limit:  # pathological: tick now rather than guess
-                    consider(item.next_step_at)
-                    break
+    # Each shard's first entry, their runs read in one BatchGetItem: usually a pending
+    # run, which settles the shard. A shard led by a running run is read further.
+    heads = {n: next(iter(PipelineRun.due_index.query(f"due#{n}", limit=1)), None) for n in range(due_shards)}
+    found = _batch_read([(e.owner, e.run_id) for e in heads.values() if e is not None], attributes=STATE_ATTRIBUTES)
+    for n, head in heads.items():
+        if head is None:
+            continue
+        run = found.get((head.owner, head.run_id))
+        if run is not None and run.status == RunStatus.PENDING.value:
+            consider(head.next_step_at)
+            continue
+        entries = list(PipelineRun.due_index.query(f"due#{n}", limit=scan_limit, page_size=50))
+        states = _batch_read([(e.owner, e.run_id) for e in entries], attributes=STATE_ATTRIBUTES)
+        for entry in entries:
+            run = states.get((entry.owner, entry.run_id))
+            if run is None:
+                continue  # ended since the index was read
+            if run.status == RunStatus.RUNNING.value and run.lease_expires_at is not None:
+                consider(run.lease_expires_at)
                 continue
-            consider(item.next_step_at)
+            consider(entry.next_step_at)
             break
+        else:
+            if len(entries) >= scan_limit:  # pathological: tick now rather than guess
+                consider(entries[0].next_step_at)
     return earliest
+
+
+# Stored names (pynamodb's attributes_to_get takes them as stored).
+STATE_ATTRIBUTES = [a.attr_name for a in (PipelineRun.owner, PipelineRun.run_id, PipelineRun.status, PipelineRun.lease_expires_at)]
+
+
+def _batch_read(keys: list[tuple[str, str]], attributes: list[str] | None = None) -> dict[tuple[str, str], PipelineRun]:
+    """Runs by key, 100 per BatchGetItem (pynamodb re-asks for UnprocessedKeys)."""
+    if not keys:
+        return {}
+    found = PipelineRun.batch_get(list(dict.fromkeys(keys)), attributes_to_get=attributes)
+    return {(run.owner, run.run_id): run for run in found}
 
 
 def claim(candidate: DueCandidate, now: datetime, lease_seconds: int) -> ClaimedRun | None:
     """Take the lease on a due run, or None if another invocation has it / it moved on.
 
-    The condition is evaluated on the base table, atomically: the index only suggested
-    the run. A `running` run can be taken over only once its lease has expired.
+    One conditional update on the base table: `pending` and due, or `running` with an
+    expired lease (its holder died). It adds the attempt, keeps the status it found (a
+    reclaim is an attempt that never finished) and writes no index. A lost answer
+    whose SDK retry then fails the condition is recognised by our lease owner.
     """
-    reclaim = candidate.status == RunStatus.RUNNING.value
-    if reclaim:
-        condition = (PipelineRun.status == RunStatus.RUNNING.value) & (PipelineRun.lease_expires_at <= now)
-    else:
-        condition = (PipelineRun.status == RunStatus.PENDING.value) & (PipelineRun.next_step_at <= now)
-    lease_owner = uuid.uuid4().hex
+    due = (PipelineRun.status == RunStatus.PENDING.value) & (PipelineRun.next_step_at <= now)
+    expired = (PipelineRun.status == RunStatus.RUNNING.value) & (PipelineRun.lease_expires_at <= now)
+    lease_owner = new_token()
     run = PipelineRun(candidate.owner, candidate.run_id)
-    actions = [
-        PipelineRun.status.set(RunStatus.RUNNING.value),
-        PipelineRun.lease_owner.set(lease_owner),
-        PipelineRun.lease_expires_at.set(now + timedelta(seconds=lease_seconds)),
-        PipelineRun.updated_at.set(now),
-    ]
-    if reclaim:
-        # A lease that expired is an attempt that never finished: counted, so a step that
-        # keeps killing its processor ends `failed` instead of being reclaimed forever.
-        actions.append(PipelineRun.attempts.add(1))
-    try:
-        run.update(
-            actions=actions,
-            condition=condition & PipelineRun.run_id.exists(),
-        )
-    except UpdateError as exc:
-        if is_condition_failure(exc):
-            return None
-        raise
-    if not reclaim:
-        stats.run_moved(run.team_id, run.pipeline_id, RunStatus.PENDING, RunStatus.RUNNING)
-    return ClaimedRun(
-        owner=run.owner,
-        run_id=run.run_id,
-        team_id=run.team_id,
-        pipeline_id=run.pipeline_id,
-        pipeline_version=int(run.pipeline_version),
-        pipelineable_type=run.pipelineable_type,
-        pipelineable_id=run.pipelineable_id,
-        step_number=int(run.next_step_number),
-        scheduled_at=run.next_step_at,
-        attempts=int(run.attempts or 0),
-        lease_owner=lease_owner,
-        reclaimed=reclaim,
+    written = _write_once(
+        lambda: run.update(
+            actions=[
+                PipelineRun.claimed_from.set(PipelineRun.status),
+                PipelineRun.status.set(RunStatus.RUNNING.value),
+                PipelineRun.lease_owner.set(lease_owner),
+                PipelineRun.lease_expires_at.set(now + timedelta(seconds=lease_seconds)),
+                PipelineRun.attempts.add(1),
+                PipelineRun.updated_at.set(now),
+            ],
+            condition=(due | expired) & PipelineRun.run_id.exists(),
+        ),
+        lambda: _claimed_by(candidate, lease_owner),
     )
+    if written is False:
+        return None
+    claimed = run if written is True else written
+    return ClaimedRun(
+        owner=claimed.owner,
+        run_id=claimed.run_id,
+        team_id=claimed.team_id,
+        pipeline_id=claimed.pipeline_id,
+        pipeline_version=int(claimed.pipeline_version),
+        pipelineable_type=claimed.pipelineable_type,
+        pipelineable_id=claimed.pipelineable_id,
+        step_number=int(claimed.next_step_number),
+        scheduled_at=claimed.next_step_at,
+        attempts=int(claimed.attempts) - 1,  # this attempt is not a failed one (yet)
+        lease_owner=lease_owner,
+        reclaimed=claimed.claimed_from == RunStatus.RUNNING.value,
+        history=tuple(claimed.history or ()),
+    )
+
+
+def _claimed_by(candidate: DueCandidate, lease_owner: str) -> PipelineRun | None:
+    run = _read(candidate.owner, candidate.run_id)
+    return run if run is not None and run.lease_owner == lease_owner else None
 
 
 # What finish() wrote when it could not write the decision.
@@ -248,25 +354,24 @@ def finish(claimed: ClaimedRun, decision: Decision, now: datetime, due_shards: i
     """Record a step attempt and move the run on, if we still hold its lease.
 
     Returns the status written: the decision's, or CANCELLED_MEANWHILE when the run was
-    cancelled mid-step (then only the history entry is appended), or LOST when the
-    lease was taken over (nothing written; the new holder decides). The caller updates
-    the stats counters (one write for the run and step counters together).
+    cancelled mid-step (then only the step is recorded), or LOST when the lease was
+    taken over (nothing written; the new holder decides). Both writes carry the claim's
+    lease owner as their token, so a lost answer is recognised. The caller counts.
     """
     schedule = decision.schedule
+    token = PipelineRun.write_token.set(claimed.lease_owner)
+    release = [PipelineRun.lease_owner.remove(), PipelineRun.lease_expires_at.remove(), PipelineRun.claimed_from.remove()]
     actions = [
         PipelineRun.status.set(schedule.status.value),
         PipelineRun.attempts.set(decision.attempts),
-        PipelineRun.lease_owner.remove(),
-        PipelineRun.lease_expires_at.remove(),
         PipelineRun.updated_at.set(now),
+        token,
+        *release,
     ]
     actions.append(PipelineRun.last_error.set(decision.last_error) if decision.last_error else PipelineRun.last_error.remove())
     history_actions = []
     if decision.history is not None:
-        history_actions = [
-            PipelineRun.history.set(PipelineRun.history.append([_history_entry(decision)])),
-            PipelineRun.current_step.set(decision.history.step_number),
-        ]
+        history_actions = [PipelineRun.history.set(compact_history([*claimed.history, _step_record(decision)]))]
     if schedule.status is RunStatus.PENDING:
         actions += [
             PipelineRun.next_step_number.set(schedule.next_step_number),
@@ -283,37 +388,53 @@ def finish(claimed: ClaimedRun, decision: Decision, now: datetime, due_shards: i
     run = PipelineRun(claimed.owner, claimed.run_id)
     # The lease owner is a fresh id per claim: matching it proves nobody took over since.
     held = PipelineRun.lease_owner == claimed.lease_owner
-    try:
-        run.update(actions=actions + history_actions, condition=held & (PipelineRun.status == RunStatus.RUNNING.value))
+
+    def ours() -> PipelineRun | None:
+        return _ours(claimed.owner, claimed.run_id, claimed.lease_owner)
+
+    if _write_once(lambda: run.update(actions=actions + history_actions, condition=held & (PipelineRun.status == RunStatus.RUNNING.value)), ours):
         return schedule.status.value
-    except UpdateError as exc:
-        if not is_condition_failure(exc):
-            raise
-    try:
-        run.update(
-            actions=history_actions + [PipelineRun.lease_owner.remove(), PipelineRun.lease_expires_at.remove()],
-            condition=held & (PipelineRun.status == RunStatus.CANCELLED.value),
-        )
-        return CANCELLED_MEANWHILE
-    except UpdateError as exc:
-        if is_condition_failure(exc):
-            return LOST
-        raise
+    cancelled = _write_once(
+        lambda: run.update(
+            actions=history_actions + [token, *release], condition=held & (PipelineRun.status == RunStatus.CANCELLED.value)
+        ),
+        ours,
+    )
+    return CANCELLED_MEANWHILE if cancelled else LOST
 
 
-def _history_entry(decision: Decision) -> HistoryEntry:
+def _step_record(decision: Decision) -> StepRecord:
     h = decision.history
     assert h is not None
-    return HistoryEntry(
-        step_number=h.step_number,
-        action_type=h.action_type,
-        outcome=h.outcome.value,
-        scheduled_at=h.scheduled_at,
-        executed_at=h.executed_at,
-        attempt=h.attempt,
-        detail=h.detail,
-        error=h.error,
-    )
+    error = h.error[:ERROR_CHARS] if h.error else None
+    return StepRecord(h.step_number, h.outcome.value, h.scheduled_at, h.executed_at, h.attempt, error, h.detail)
+
+
+def compact_history(records: list[StepRecord]) -> list[StepRecord]:
+    """Every step stays recorded; details are dropped oldest first while the stored
+    history is over HISTORY_DETAIL_BUDGET (the newest step keeps its own), so a run item
+    stays under 1 KB (one write unit) through a 20-step pipeline."""
+    records = list(records)
+    encode = PipelineRun.history.serialize
+    for i, record in enumerate(records[:-1]):
+        if len(encode(records)) <= HISTORY_DETAIL_BUDGET:
+            break
+        if record.detail is not None:
+            records[i] = replace(record, detail=None)
+    return records
+
+
+def history_of(run: PipelineRun) -> list[StepRecord]:
+    """The run's step records with each step's action type (from its pipeline version)."""
+    try:
+        spec = pipelines.get_version(run.team_id, run.pipeline_id, int(run.pipeline_version))
+    except NotFound:
+        spec = None
+    records = []
+    for record in run.history or []:
+        step = spec.step(record.step_number) if spec else None
+        records.append(replace(record, action_type=step.action_type if step else "unknown"))
+    return records
 
 
 # --- reads for the API ------------------------------------------------------------------
@@ -342,18 +463,47 @@ def _run_by_id(run_id: str, owner_prefix: str) -> PipelineRun:
 def list_runs(
     team_id: str, *, status: str | None = None, pipeline_id: str | None = None, limit: int = 50, start_key: dict | None = None
 ) -> tuple[list[PipelineRun], dict | None]:
-    """Newest first; filtered by status and/or pipeline. Returns (page, key to continue)."""
-    condition = PipelineRun.status == status if status else None
-    if pipeline_id:
-        result = PipelineRun.pipeline_index.query(
-            f"{team_id}#{pipeline_id}", filter_condition=condition, limit=limit, last_evaluated_key=start_key, scan_index_forward=False
-        )
-    else:
-        result = PipelineRun.team_index.query(
-            team_id, filter_condition=condition, limit=limit, last_evaluated_key=start_key, scan_index_forward=False
-        )
-    items = list(result)
+    """Newest first; filtered by status and/or pipeline. Returns (page, key to continue).
+
+    The team index holds keys and pipeline_id: one pipeline's runs are filtered there,
+    the page's runs are read with BatchGetItem and filtered by status. As with any
+    DynamoDB filter, a page may be short (even empty) while a key to continue is given.
+    """
+    result = PipelineRun.team_index.query(
+        team_id,
+        filter_condition=(PipelineRun.pipeline_id == pipeline_id) if pipeline_id else None,
+        limit=limit,
+        last_evaluated_key=start_key,
+        scan_index_forward=False,
+    )
+    keys = [(item.owner, item.run_id) for item in result]
+    found = _batch_read(keys)
+    items = [found[key] for key in keys if key in found and (status is None or found[key].status == status)]
     return items, result.last_evaluated_key
+
+
+def all_runs_of_pipeline(team_id: str, pipeline_id: str) -> Iterator[PipelineRun]:
+    key: dict | None = None
+    while True:
+        page, key = list_runs(team_id, pipeline_id=pipeline_id, limit=100, start_key=key)
+        yield from page
+        if key is None:
+            return
+
+
+def recount(team_id: str, pipeline_id: str) -> dict[str, int]:
+    """A pipeline's run and step counters, counted from its runs (for stats.reconcile)."""
+    counts: Counter = Counter()
+    for run in all_runs_of_pipeline(team_id, pipeline_id):
+        counts["runs_total"] += 1
+        counts[f"runs_{run.status}"] += 1
+        for record in history_of(run):
+            prefix = f"step_{record.step_number}_"
+            counts[prefix + "executed"] += 1
+            counts[prefix + record.outcome] += 1
+            counts[prefix + "lateness_ms"] += record.lateness_ms
+            counts["emails_sent"] += record.action_type == "send_email" and record.outcome == Outcome.SUCCEEDED.value
+    return dict(counts)
 
 
 def _run_id(owner: str, pipeline_id: str, generation: int) -> str:

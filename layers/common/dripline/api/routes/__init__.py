@@ -11,7 +11,10 @@ from dripline.api.errors import ErrorBody
 
 AUTH = [{"bearerAuth": []}]
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size, 1-100")]
-NextToken = Annotated[str | None, Query(max_length=4096, description="The `next_token` of the previous page")]
+NextToken = Annotated[str | None, Query(
+    max_length=4096,
+    description="The `next_token` of the previous page: opaque and signed for this team and listing (400 otherwise)",
+)]
 
 _DESCRIPTIONS = {
     400: "Malformed JSON, or a next_token that is not genuine",

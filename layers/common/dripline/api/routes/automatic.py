@@ -12,13 +12,13 @@ router = Router()
 TAGS = ["automatic pipelines"]
 
 
-@router.get("/automatic-pipelines", summary="The team's automatic pipelines", tags=TAGS, security=AUTH, responses=ok("All of them"))
+@router.get("/automatic-pipelines", operation_id="list_automatic", summary="The team's automatic pipelines", tags=TAGS, security=AUTH, responses=ok("All of them"))
 def list_automatic() -> AutomaticList:
     return AutomaticList(items=[views.automatic(a) for a in pipelines.list_automatic(current_team(router))])
 
 
 @router.put(
-    "/automatic-pipelines/<pipeline_id>",
+    "/automatic-pipelines/<pipeline_id>", operation_id="put_automatic",
     summary="Enroll every new contact in this pipeline (idempotent)",
     tags=TAGS, security=AUTH,
     responses=ok("Set", 200, 404, 409),
@@ -28,7 +28,7 @@ def put_automatic(pipeline_id: str) -> AutomaticOut:
 
 
 @router.delete(
-    "/automatic-pipelines/<pipeline_id>",
+    "/automatic-pipelines/<pipeline_id>", operation_id="delete_automatic",
     summary="Stop enrolling new contacts in this pipeline",
     tags=TAGS, security=AUTH,
     responses=ok("Unset", 204, 404),

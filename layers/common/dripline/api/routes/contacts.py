@@ -13,7 +13,7 @@ TAGS = ["contacts"]
 
 
 @router.post(
-    "/contacts",
+    "/contacts", operation_id="create_contact",
     summary="Create a contact",
     description="The contact is enrolled, shortly and asynchronously, in every automatic pipeline of the team "
     "plus its `pipeline_ids` (one run per pipeline).",
@@ -24,7 +24,7 @@ def create_contact(body: ContactIn) -> Response[ContactOut]:
     return created(views.contact(service.create_contact(current_team(router), body, clock.now())))
 
 
-@router.get("/contacts", summary="List contacts", tags=TAGS, security=AUTH, responses=ok("A page of contacts", 200, 400))
+@router.get("/contacts", operation_id="list_contacts", summary="List contacts", tags=TAGS, security=AUTH, responses=ok("A page of contacts", 200, 400))
 def list_contacts(limit: Limit = 50, next_token: NextToken = None) -> ContactPage:
     team, secret = current_team(router), runtime.settings().token_secret
     start = pagination.decode(secret, team, "contacts", next_token)
@@ -32,13 +32,13 @@ def list_contacts(limit: Limit = 50, next_token: NextToken = None) -> ContactPag
     return ContactPage(items=[views.contact(c) for c in items], next_token=pagination.encode(secret, team, "contacts", key))
 
 
-@router.get("/contacts/<contact_id>", summary="A contact", tags=TAGS, security=AUTH, responses=ok("The contact", 200, 404))
+@router.get("/contacts/<contact_id>", operation_id="get_contact", summary="A contact", tags=TAGS, security=AUTH, responses=ok("The contact", 200, 404))
 def get_contact(contact_id: str) -> ContactOut:
     return views.contact(contacts.get_contact(current_team(router), contact_id))
 
 
 @router.patch(
-    "/contacts/<contact_id>",
+    "/contacts/<contact_id>", operation_id="patch_contact",
     summary="Change any subset of a contact's fields",
     description="`pipeline_ids` replaces the manual set (added ids get runs, removed ids get their runs "
     "cancelled); `unsubscribed: true` cancels the contact's active runs and stops all email to it.",
@@ -50,20 +50,20 @@ def patch_contact(contact_id: str, body: ContactPatch) -> ContactOut:
 
 
 @router.delete(
-    "/contacts/<contact_id>", summary="Delete a contact (its active runs are cancelled)", tags=TAGS, security=AUTH, responses=ok("Deleted", 204, 404)
+    "/contacts/<contact_id>", operation_id="delete_contact", summary="Delete a contact (its active runs are cancelled)", tags=TAGS, security=AUTH, responses=ok("Deleted", 204, 404)
 )
 def delete_contact(contact_id: str) -> Response[None]:
     service.delete_contact(current_team(router), contact_id)
     return no_content()
 
 
-@router.get("/contacts/<contact_id>/runs", summary="Every run of a contact", tags=TAGS, security=AUTH, responses=ok("Its runs, oldest first", 200, 404))
+@router.get("/contacts/<contact_id>/runs", operation_id="contact_runs", summary="Every run of a contact", tags=TAGS, security=AUTH, responses=ok("Its runs, oldest first", 200, 404))
 def contact_runs(contact_id: str) -> RunList:
     return RunList(items=[views.run(r) for r in service.contact_runs(current_team(router), contact_id)])
 
 
 @router.post(
-    "/contacts/<contact_id>/runs",
+    "/contacts/<contact_id>/runs", operation_id="assign",
     summary="Assign a contact to a pipeline now",
     description="Creates the run synchronously. 409 if a run of that pipeline is active for the contact, or "
     "the contact is unsubscribed; 422 naming `pipeline_id` if it is not an active pipeline of the team.",
@@ -77,7 +77,7 @@ def assign(contact_id: str, body: AssignIn) -> Response[RunOut]:
 
 
 @router.delete(
-    "/contacts/<contact_id>/runs/<run_id>",
+    "/contacts/<contact_id>/runs/<run_id>", operation_id="unassign",
     summary="Remove a contact from a run's pipeline",
     description="The run is cancelled and the pipeline leaves the contact's `pipeline_ids`; it is not re-created.",
     tags=TAGS, security=AUTH,

@@ -5,6 +5,6 @@ from dripline.api.schemas import Health
 router = Router()
 
 
-@router.get("/health", summary="Liveness (no token)", tags=["health"])
+@router.get("/health", operation_id="health", summary="Liveness (no token)", tags=["health"])
 def health() -> Health:
     return Health(status="ok")

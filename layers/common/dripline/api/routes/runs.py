@@ -11,13 +11,13 @@ router = Router()
 TAGS = ["runs"]
 
 
-@router.get("/runs/<run_id>", summary="A run, with its step history", tags=TAGS, security=AUTH, responses=ok("The run", 200, 404))
+@router.get("/runs/<run_id>", operation_id="get_run", summary="A run, with its step history", tags=TAGS, security=AUTH, responses=ok("The run", 200, 404))
 def get_run(run_id: str) -> RunOut:
     return views.run(runs.get_run(current_team(router), run_id))
 
 
 @router.get(
-    "/runs",
+    "/runs", operation_id="list_runs",
     summary="List runs, newest first",
     description="Filter by `status` and/or `pipeline_id`. A page may hold fewer than `limit` items while "
     "`next_token` is not null.",

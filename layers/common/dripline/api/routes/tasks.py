@@ -12,7 +12,7 @@ TAGS = ["tasks"]
 
 
 @router.get(
-    "/tasks",
+    "/tasks", operation_id="list_tasks",
     summary="List follow-up tasks",
     description="Filter by `contact_id` and/or `status`. A page may hold fewer than `limit` items while "
     "`next_token` is not null.",
@@ -31,6 +31,6 @@ def list_tasks(
     return TaskPage(items=[views.task(t) for t in items], next_token=pagination.encode(secret, team, scope, key))
 
 
-@router.patch("/tasks/<task_id>", summary="Mark a task done (or open again)", tags=TAGS, security=AUTH, responses=ok("The task", 200, 400, 404))
+@router.patch("/tasks/<task_id>", operation_id="patch_task", summary="Mark a task done (or open again)", tags=TAGS, security=AUTH, responses=ok("The task", 200, 400, 404))
 def patch_task(task_id: str, body: TaskPatch) -> TaskOut:
     return views.task(tasks.set_status(current_team(router), task_id, body.status))

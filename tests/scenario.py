@@ -1,0 +1,93 @@
+"""One team's full story through every function, for the security tests that watch it
+(the logs it writes, the AWS calls each function makes): API -> stream -> enrollment ->
+processor (email, task, a step whose template fails) -> SES event -> unsubscribe -> delete.
+"""
+from __future__ import annotations
+
+import contextlib
+import email
+import email.policy
+import json
+from collections.abc import Callable
+from typing import Any, ContextManager
+
+from moto.ses.models import ses_backends
+
+from tests.api.conftest import Api, contact_body, deliver, pipeline_body
+from tests.support import FakeContext, load_event
+
+EMAIL = "zelda.quixote@pii.example.org"
+FIRST_NAME = "Zelda"
+LAST_NAME = "Quixote"
+STEPS = [
+    {"step_number": 1, "action_type": "send_email", "delay_seconds": 0,
+     "message": "Hi {{ contact.first_name }} {{ contact.last_name }} <{{ contact.email }}>", "data": {"subject": "Hello {{ contact.first_name }}"}},
+    {"step_number": 2, "action_type": "create_task", "delay_seconds": 0,
+     "message": "Call {{ contact.first_name }} at {{ contact.email }}", "data": {"title": "Call {{ contact.first_name }}"}},
+    # A template error whose message (in Jinja's words) would quote the contact's address.
+    {"step_number": 3, "action_type": "send_email", "delay_seconds": 0,
+     "message": "{{ contact.attributes[contact.email].x }}", "data": {"subject": "Oops {{ contact.last_name }}"}},
+]
+
+Call = Callable[[str], ContextManager[Any]]
+
+
+def _no_tracking(function: str) -> ContextManager[Any]:
+    return contextlib.nullcontext()
+
+
+def run(stream, clock, *, calling: Call = _no_tracking) -> dict[str, Any]:
+    """Play the story; `calling(function)` wraps every invocation of that function."""
+    from functions.processor import app as processor_app
+    from functions.ses_events import app as ses_events_app
+
+    api = _TrackedApi(calling)
+    pipeline = api.post("/pipelines", {**pipeline_body(), "steps": STEPS})
+    assert pipeline.status == 201, pipeline.body
+    created = api.post("/contacts", contact_body(email=EMAIL, first_name=FIRST_NAME, last_name=LAST_NAME, pipeline_ids=[]))
+    assert created.status == 201, created.body
+    contact_id = created.body["contact_id"]
+    with calling("enrollment"):
+        deliver(stream)
+
+    processor_app._processor.cache_clear()  # a cold start: this test's settings and clients
+    for _ in range(3):
+        with calling("processor"):
+            processor_app.lambda_handler(load_event("processor_scheduled.json"), FakeContext())
+        clock.advance(60)
+
+    runs_page = api.get(f"/contacts/{contact_id}/runs")
+    (run_out,) = runs_page.body["items"]
+    assert run_out["status"] == "failed", run_out
+    assert api.get("/contacts", query={"limit": 1}).status == 200
+    assert api.get("/runs", query={"limit": 1}).status == 200
+    assert api.get("/tasks", query={"contact_id": contact_id}).status == 200
+    assert api.get(f"/pipelines/{pipeline.body['pipeline_id']}/stats").status == 200
+
+    (raw,) = [m for m in ses_backends["123456789012"]["us-east-1"].sent_messages]
+    sent = email.message_from_string(raw.raw_data, policy=email.policy.default)
+    message_id = run_out["history"][0]["detail"]["message_id"]
+    bounce = json.dumps(load_event("ses_bounce_permanent.json")).replace("ada@example.com", EMAIL)
+    bounce = bounce.replace("RUN_ID", run_out["run_id"]).replace("MESSAGE_ID", message_id)
+    with calling("ses_events"):
+        ses_events_app.lambda_handler(json.loads(bounce.replace("PIPELINE_ID", pipeline.body["pipeline_id"])), FakeContext())
+    with calling("enrollment"):
+        deliver(stream)
+
+    unsubscribe_path = "/" + str(sent["List-Unsubscribe"]).strip("<> ").split("/", 3)[3]
+    assert api.get(unsubscribe_path, team=None).status == 200
+    assert api.post(unsubscribe_path, team=None).status == 200
+    assert api.delete(f"/contacts/{contact_id}").status == 204
+    with calling("enrollment"):
+        deliver(stream)
+    return {"contact_id": contact_id, "email": raw}
+
+
+class _TrackedApi(Api):
+    def __init__(self, calling: Call) -> None:
+        super().__init__()
+        self._calling = calling
+
+    def send(self, event):
+        with self._calling("api"):
+            return super().send(event)
