@@ -18,9 +18,10 @@ from benchmarks.step_path import RESULTS
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
-# List prices, us-east-1, as given in issue 9 (see docs/performance.md for the caveat).
-DYNAMODB_WRU = 1.25 / 1e6  # on-demand, per write request unit
-DYNAMODB_RRU = 0.25 / 1e6  # on-demand, per read request unit
+# List prices, us-east-1 (docs/performance.md, "Prices used"): on-demand throughput as
+# cut by 50 % on 2024-11-01 (announced 2024-11-14).
+DYNAMODB_WRU = 0.625 / 1e6  # on-demand, per write request unit
+DYNAMODB_RRU = 0.125 / 1e6  # on-demand, per read request unit
 WCU_HOUR = 0.00065  # provisioned
 RCU_HOUR = 0.00013
 PROVISIONED_UTILISATION = 0.7  # a typical auto-scaling target
