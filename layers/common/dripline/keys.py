@@ -8,6 +8,7 @@ or a short one raises SecretUnavailable, and nothing is signed or accepted.
 """
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 
 import boto3
@@ -16,6 +17,11 @@ from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterEr
 
 MAX_AGE_SECONDS = 300
 MIN_KEY_LENGTH = 32
+
+
+# The processor's worker threads all miss a cold cache at once: one of them reads the
+# secret, the others wait for its value instead of each calling Secrets Manager.
+_reading = threading.Lock()
 
 
 class SecretUnavailable(RuntimeError):
@@ -34,7 +40,8 @@ def signing_key(secret_id: str, setting: str, *, region: str, endpoint_url: str 
     if not secret_id:
         raise SecretUnavailable(f"{setting} is not set")
     try:
-        value = _provider(region, endpoint_url).get(secret_id, max_age=MAX_AGE_SECONDS)
+        with _reading:
+            value = _provider(region, endpoint_url).get(secret_id, max_age=MAX_AGE_SECONDS)
     except GetParameterError as exc:
         raise SecretUnavailable(f"the secret named by {setting} cannot be read") from exc
     if not isinstance(value, str) or len(value) < MIN_KEY_LENGTH:
