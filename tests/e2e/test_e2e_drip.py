@@ -68,7 +68,8 @@ def test_a_drip_runs_end_to_end(local_stack, stack_log):
     assert api.call("GET", "/_local/clock")["now"] == summary["now"]
     # The stack is shared with this file's other tests: at least this drip's work.
     assert summary["ticks"] >= 3 and summary["emails_sent"] >= 6 and summary["runs"]["completed"] >= 3
-    assert summary["stream_records"] >= 3 and summary["steps_due"] >= 9
+    # (stream_records is not checked: the background poller may enrol the contacts first)
+    assert summary["steps_due"] >= 9
 
     for contact, (first, _) in zip(contacts, people):
         emails = api.call("GET", f"/_local/emails?to={quote(contact['email'])}")["items"]

@@ -18,6 +18,7 @@ class FakeWorld:
         self.drains = 0
         self.log: list[str] = []
         self.emails = 0
+        self.records = 0  # stream records waiting for the next drain
 
     def invoke(self, event):
         when = datetime.strptime(event["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
@@ -31,7 +32,8 @@ class FakeWorld:
     def drain(self):
         self.drains += 1
         self.log.append("drain")
-        return 0
+        drained, self.records = self.records, 0
+        return drained
 
     def next_due(self):
         return self.due[0] if self.due else None
@@ -62,11 +64,12 @@ def test_advance_ticks_only_at_the_minutes_where_something_is_due():
 def test_a_fast_forward_sums_up_its_ticks_emails_and_runs():
     world = FakeWorld([START, START + timedelta(days=1), START + timedelta(days=1, seconds=5)])
     world.emails = 40  # sent before the fast-forward
+    world.records = 2  # contacts written before it: its first drain enrols them
     sched = Scheduler(clock=VirtualClock(START, running=False), invoke=world.invoke, drain=world.drain, next_due=world.next_due, tick_seconds=0, emails_sent=lambda: world.emails)
     summary = sched.fast_forward(2 * 86400).as_dict()
     assert summary["from"] == "2026-03-02T09:00:30.000Z" and summary["now"] == "2026-03-04T09:00:30.000Z"
     assert summary["ticks"] == 2 and summary["steps_due"] == 3 and summary["runs"] == {"completed": 3}
-    assert summary["emails_sent"] == 3
+    assert summary["emails_sent"] == 3 and summary["stream_records"] == 2
     assert summary["elapsed_ms"] >= 0
 
 
