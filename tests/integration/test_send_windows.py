@@ -2,34 +2,15 @@
 ticks, over emulated DynamoDB and SES on a manual clock (DST days in both hemispheres)."""
 from datetime import datetime, timezone
 
-import pytest
-
 from dripline.processor import Processor
-from dripline.storage import runs
-from functions.enrollment import app as enrollment_app
-from tests.integration.test_processor import sent_emails
-from tests.support import EMAIL_STEP, TASK_STEP, FakeContext, StreamReader, make_pipeline, put_contact, run_ticks_until, stream_event
+from tests.integration.test_processor import TEAM, enroll, sent_emails, stream, the_run  # noqa: F401 - stream: a fixture
+from tests.support import EMAIL_STEP, TASK_STEP, make_pipeline, put_contact, run_ticks_until
 
-TEAM = "acme"
 WEEKDAYS_9_TO_5 = {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00", "end": "17:00"}
 
 
 def utc(*args):
     return datetime(*args, tzinfo=timezone.utc)
-
-
-@pytest.fixture
-def stream(aws):
-    return StreamReader(aws.contacts_stream_arn)
-
-
-def enroll(stream):
-    assert enrollment_app.lambda_handler(stream_event(stream.read()), FakeContext()) == {"batchItemFailures": []}
-
-
-def the_run(contact):
-    (run,) = runs.runs_of(TEAM, "contact", contact.contact_id)
-    return run
 
 
 def test_berlin_contact_enrolled_on_the_spring_forward_weekend_gets_mail_at_nine_cest(aws, stream, settings, frozen_clock):
