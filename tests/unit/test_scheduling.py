@@ -130,7 +130,8 @@ def test_an_attribute_time_with_an_offset():
     assert advance(spec, 1, utc(2031, 1, 1), recipient=with_time).schedule.next_step_at == utc(2031, 3, 9, 12)
 
 
-@pytest.mark.parametrize("attributes", [{}, {"trial_ends_at": "soon"}, {"trial_ends_at": 20310310}])
+@pytest.mark.parametrize("attributes", [{}, {"trial_ends_at": "soon"}, {"trial_ends_at": 20310310},
+                                        {"trial_ends_at": "0001-01-01"}, {"trial_ends_at": "9999-12-31"}])
 def test_a_missing_time_skips_the_step_and_plans_the_next_from_the_same_base(attributes):
     wait = WaitUntil.parse({"until_attribute": "trial_ends_at", "if_missing": "skip"})
     spec = pipeline(email(1), email(2, wait=wait), email(3, delay=600))
@@ -164,6 +165,7 @@ def test_a_wait_until_then_waits_for_its_send_window():
     ({}, "wait_until"),
     ({"until": "2031-03-01T09:00:00", "until_attribute": "x"}, "wait_until"),
     ({"until": "next tuesday"}, "wait_until.until"),
+    ({"until": "9999-12-31T00:00:00"}, "wait_until.until"),
     ({"until_attribute": ""}, "wait_until.until_attribute"),
     ({"until_attribute": "x", "offset_seconds": 1.5}, "wait_until.offset_seconds"),
     ({"until": "2031-03-01T09:00:00", "offset_seconds": 60}, "wait_until.offset_seconds"),

@@ -7,7 +7,8 @@ A step's `wait_until` replaces its `delay_seconds` (which must then be 0):
   that instant everywhere.
 - `{"until_attribute": "trial_ends_at", "offset_seconds": -86400}`: the ISO date or date
   time in that attribute of the contact (read when the step is planned), plus the
-  offset. A date alone is midnight in the recipient's zone.
+  offset. A date alone is midnight in the recipient's zone. Times outside 1970-2999
+  count as missing (and are refused in `until`).
 
 `if_missing` (default `skip`) says what happens when the time cannot be had (no such
 attribute, not an ISO date) or is already past when the step is planned: `skip` the
@@ -29,6 +30,9 @@ SKIP = "skip"
 RUN_NOW = "run_now"
 IF_MISSING = (SKIP, RUN_NOW)
 MAX_OFFSET_SECONDS = 366 * 86400
+# Times outside these years count as missing: far from datetime's limits, so planning
+# (a window's next opening looks a week ahead) never overflows.
+YEARS = range(1970, 3000)
 _FIELDS = {"until", "until_attribute", "offset_seconds", "if_missing"}
 
 
@@ -51,7 +55,9 @@ class WaitUntil:
         if (until is None) == (attribute is None):
             raise ValidationFailed(field, "exactly one of until, until_attribute")
         if until is not None and (not isinstance(until, str) or _parse_iso(until) is None):
-            raise ValidationFailed(f"{field}.until", 'an ISO 8601 date time, e.g. "2031-03-01T09:00:00" or "2031-03-01T09:00:00Z"')
+            raise ValidationFailed(
+                f"{field}.until", 'an ISO 8601 date time in 1970-2999, e.g. "2031-03-01T09:00:00" or "2031-03-01T09:00:00Z"'
+            )
         if attribute is not None and (not isinstance(attribute, str) or not 1 <= len(attribute) <= 100):
             raise ValidationFailed(f"{field}.until_attribute", "an attribute name, 1-100 characters")
         offset = raw.get("offset_seconds", 0)
@@ -76,15 +82,13 @@ class WaitUntil:
         if parsed is None:
             return None
         instant = parsed.astimezone(timezone.utc) if parsed.tzinfo else local_instant(parsed, zone)
-        try:
-            return instant + timedelta(seconds=self.offset_seconds)
-        except OverflowError:
-            return None
+        return instant + timedelta(seconds=self.offset_seconds)
 
 
 def _parse_iso(text: str) -> datetime | None:
     try:
-        return datetime.fromisoformat(text)
+        parsed = datetime.fromisoformat(text)
     except ValueError:
         return None
+    return parsed if parsed.year in YEARS else None
 
