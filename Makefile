@@ -17,7 +17,7 @@ CHECKOV := $(CHECKOV_VENV)/bin/checkov
 
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
-.PHONY: run test test-313 demo lint bench chaos clean build
+.PHONY: run test test-313 browser demo lint bench chaos clean build
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,12 +41,20 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/dripline demo
 
-test: $(STAMP) $(CHECKOV)
+test: $(STAMP) $(CHECKOV) browser
 	$(BIN)/cfn-lint infra/template.yaml
 	# Offline: no policy download, no platform calls. Every suppression is in the template with its reason.
 	$(CHECKOV) -f infra/template.yaml --framework cloudformation --skip-download --compact --quiet
 	$(BIN)/pytest -n 2 --dist loadfile
 	$(MAKE) --no-print-directory test-313
+
+# The unsubscribe pages are checked in headless Chromium (Debian's package); installed here
+# when missing and apt-get can (root), otherwise that one test says it skipped and why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+		  echo "make test: headless Chromium not installed; the unsubscribe page test will skip"; }
 
 # Email headers and templates behave differently across Python versions: unit and
 # integration suites again on 3.13, the Lambda runtime's.
@@ -65,8 +73,10 @@ FAULT_RATE ?= 0.1
 chaos: $(STAMP)
 	$(BIN)/dripline chaos --seed $(SEED) --contacts $(CONTACTS) --fault-rate $(FAULT_RATE)
 
+# Numbers in docs/performance.md come from here: the run rewrites its tables.
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.processor_tick
+	$(BIN)/python -m benchmarks.step_path
+	$(BIN)/python -m benchmarks.report --write docs/performance.md
 
 clean:
 	rm -rf $(VENV) $(VENV313) $(CHECKOV_VENV) $(SAM_VENV) .pytest_cache

@@ -13,6 +13,7 @@ from typing import Any, ContextManager
 
 from moto.ses.models import ses_backends
 
+from dripline import fanout
 from tests.api.conftest import Api, contact_body, deliver, pipeline_body
 from tests.support import FakeContext, load_event
 
@@ -50,7 +51,7 @@ def run(stream, clock, *, calling: Call = _no_tracking) -> dict[str, Any]:
     with calling("enrollment"):
         deliver(stream)
 
-    processor_app._processor.cache_clear()  # a cold start: this test's settings and clients
+    fanout.shared.cache_clear()  # a cold start: this test's settings and clients
     for _ in range(3):
         with calling("processor"):
             processor_app.lambda_handler(load_event("processor_scheduled.json"), FakeContext())

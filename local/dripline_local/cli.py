@@ -39,6 +39,15 @@ def main(argv: list[str] | None = None) -> int:
         "dripline-local-<pid>-lambda.log in the temp directory), - for stdout, off",
     )
     local.add_argument("--quiet", action="store_true", help="no per-request/batch/tick lines")
+    local.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        type=_parameter,
+        metavar="NAME=VALUE",
+        help="override a template parameter, like sam deploy --parameter-overrides "
+        "(e.g. RunsPerInvocation=50 makes the processor start workers above 50 due runs)",
+    )
     local.add_argument("--ready-file", help=argparse.SUPPRESS)  # tests: JSON with the stack's URLs once it serves
 
     demo = commands.add_parser("demo", help="a scripted run on an embedded local stack (< 1 minute)")
@@ -69,6 +78,17 @@ def main(argv: list[str] | None = None) -> int:
     return run_local(args)
 
 
+def _parameter(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    from dripline_local.template import load_template
+
+    if name not in load_template().get("Parameters", {}):
+        raise argparse.ArgumentTypeError(f"{name} is not a parameter of infra/template.yaml")
+    return name, value
+
+
 def run_local(args: argparse.Namespace) -> int:
     from dripline_local.stack import LocalStack, lambda_output_file
 
@@ -82,6 +102,7 @@ def run_local(args: argparse.Namespace) -> int:
         lambda_output=lambda_output_file(lambda_logs),
         route_stdout=True,
         quiet=args.quiet,
+        parameters=dict(args.parameter),
     )
     stopping = threading.Event()
 

@@ -18,7 +18,7 @@ so units are computed from item sizes with DynamoDB's sizing rules:
 - a write costs ceil(size / 1 KB) of the larger of the old and the new image, at least
   1; a failed conditional write costs the existing item's size, at least 1; a
   transaction costs twice that per item;
-- each global secondary index: an item entering it is one put, leaving it one delete,
+- each global secondary index (counted apart, as "table/index/name"): an item entering it is one put, leaving it one delete,
   a change of its key values a delete and a put; a change of a projected attribute one
   write; a change of attributes it does not project nothing. An index write costs
   ceil(index entry / 1 KB); the entry is the table and index keys plus the projection;
@@ -41,7 +41,8 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -54,6 +55,7 @@ KB = 1024
 READ_UNIT_BYTES = 4 * KB
 WRITE_OPERATIONS = frozenset({"PutItem", "UpdateItem", "DeleteItem"})
 _CONTEXT_KEY = "dripline_meter"
+REFUSED_CODES = frozenset({"ConditionalCheckFailedException", "TransactionCanceledException"})
 
 
 # --- DynamoDB's sizing rules ----------------------------------------------------------------
@@ -160,10 +162,15 @@ class TableShape:
     def key_of(self, item: Mapping[str, Any]) -> dict[str, Any]:
         return {name: item[name] for name in self.keys}
 
-    def write_units(self, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> int:
-        """Base table plus every index, for one item going from `old` to `new`."""
-        base = write_units(max(item_size(old), item_size(new)))
-        return base + sum(index.write_units(old, new, self.keys) for index in self.indexes)
+    def write_units(self, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> dict[str | None, int]:
+        """For one item going from `old` to `new`: the base table's units (key None) and
+        each index's that it writes."""
+        units: dict[str | None, int] = {None: write_units(max(item_size(old), item_size(new)))}
+        for index in self.indexes:
+            written = index.write_units(old, new, self.keys)
+            if written:
+                units[index.name] = written
+        return units
 
 
 # --- what was used ----------------------------------------------------------------------------
@@ -172,8 +179,11 @@ class TableShape:
 @dataclass
 class Usage:
     calls: Counter = field(default_factory=Counter)  # "service:Operation" -> count
-    write_units: Counter = field(default_factory=Counter)  # table -> WCU (indexes included)
+    # WCU by "table" (the base table) and "table/index/name" (each global secondary index).
+    write_units: Counter = field(default_factory=Counter)
     read_units: Counter = field(default_factory=Counter)  # table -> RCU
+    # Conditional writes DynamoDB refused ("service:Operation" -> count): paid, wasted.
+    refused: Counter = field(default_factory=Counter)
 
     @property
     def total_calls(self) -> int:
@@ -192,6 +202,7 @@ class Usage:
             Counter({k: v - other.calls[k] for k, v in self.calls.items() if v - other.calls[k]}),
             Counter({k: v - other.write_units[k] for k, v in self.write_units.items() if v - other.write_units[k]}),
             Counter({k: v - other.read_units[k] for k, v in self.read_units.items() if v - other.read_units[k]}),
+            Counter({k: v - other.refused[k] for k, v in self.refused.items() if v - other.refused[k]}),
         )
 
     def per(self, n: int) -> dict[str, Any]:
@@ -204,6 +215,7 @@ class Usage:
             "read_units": round(self.total_read_units / n, 3),
             "write_units_by_table": {k: round(v / n, 3) for k, v in sorted(self.write_units.items())},
             "read_units_by_table": {k: round(v / n, 3) for k, v in sorted(self.read_units.items())},
+            "refused_conditional_writes": round(sum(self.refused.values()) / n, 4),
         }
 
 
@@ -225,6 +237,7 @@ class Meter:
         self._shapes: dict[tuple[str | None, str], TableShape] = {}
         self._readers: dict[tuple[str, str | None], Any] = {}
         self._original_create_client: Any = None
+        self._paused = False
         self.overhead_cpu_seconds = 0.0
 
     # lifecycle -------------------------------------------------------------------------
@@ -259,12 +272,22 @@ class Meter:
     def usage(self) -> Usage:
         """A copy of what was counted so far (subtract two copies for an interval)."""
         with self._lock:
-            return Usage(Counter(self._usage.calls), Counter(self._usage.write_units), Counter(self._usage.read_units))
+            u = self._usage
+            return Usage(Counter(u.calls), Counter(u.write_units), Counter(u.read_units), Counter(u.refused))
 
     def reset(self) -> None:
         with self._lock:
             self._usage = Usage()
             self.overhead_cpu_seconds = 0.0
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Count nothing (and read no images) inside: set-up work between measurements."""
+        self._paused = True
+        try:
+            yield
+        finally:
+            self._paused = False
 
     def attach(self, client: Any) -> Any:
         """Meter a client created before install() (returns it)."""
@@ -283,6 +306,8 @@ class Meter:
         service = client.meta.service_model.service_name
 
         def before(params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+            if self._paused:
+                return
             started = time.thread_time()
             operation = model.name
             with self._lock:
@@ -301,9 +326,12 @@ class Meter:
             params, old_images = context.pop(_CONTEXT_KEY)
             failed = http_response.status_code >= 300
             reads, writes = self._units(client, model.name, params, parsed, old_images, failed)
+            refused = failed and parsed.get("Error", {}).get("Code") in REFUSED_CODES
             with self._lock:
                 self._usage.read_units.update(reads)
                 self._usage.write_units.update(writes)
+                if refused:
+                    self._usage.refused[f"dynamodb:{model.name}"] += 1
             self._overhead(started)
 
         return after
@@ -359,21 +387,19 @@ class Meter:
         if writes_made:
             factor = 2 if operation == "TransactWriteItems" else 1
             for (table, key, (kind, request)), old in zip(writes_made, old_images):
-                if failed:  # a refused conditional write still costs the item's size
+                if failed or kind == "ConditionCheck":  # a refused write still costs the item's size
                     writes[table] += factor * write_units(item_size(old))
                     continue
                 if kind in ("PutItem", "Put"):
                     new = request["Item"]
                 elif kind in ("DeleteItem", "Delete"):
                     new = None
-                elif kind == "ConditionCheck":
-                    writes[table] += factor * write_units(item_size(old))
-                    continue
                 elif operation == "UpdateItem" and request.get("ReturnValues") == "ALL_NEW":
                     new = parsed.get("Attributes")
                 else:
                     new = self._read(client, table, key)
-                writes[table] += factor * self._shape(client, table).write_units(old, new)
+                for index, units in self._shape(client, table).write_units(old, new).items():
+                    writes[table if index is None else f"{table}/index/{index}"] += factor * units
             return reads, writes
         if failed:
             return reads, writes

@@ -66,8 +66,11 @@ class LocalStack:
         log_stream: IO[str] | None = None,
         quiet: bool = False,
         region: str = "us-east-1",
+        parameters: dict[str, str] | None = None,
     ) -> None:
         self.host = host
+        # Template parameter overrides (sam deploy --parameter-overrides).
+        self.parameters = dict(parameters or {})
         self.port = port
         self.tick_seconds = tick_seconds
         self.start_time = start_time
@@ -93,7 +96,7 @@ class LocalStack:
         from dripline_local.lambdas import Resolver, function_environment
         from dripline_local.template import load_template
 
-        template_env = function_environment(Resolver(load_template(), region=self.region, endpoint_url="http://localhost"))
+        template_env = function_environment(Resolver(load_template(), region=self.region, endpoint_url="http://localhost", parameters=self.parameters))
         os.environ.update({k: v for k, v in template_env.items() if k.startswith("POWERTOOLS_")})
         quiet_library_noise()
         if self.route_stdout:
@@ -107,6 +110,7 @@ class LocalStack:
         from dripline.storage import models
         from dripline_local import emails
         from dripline_local.http import LocalHttpApp, LocalHttpServer, TokenAuthority, routes_from_template
+        from dripline_local.lambda_service import LambdaService
         from dripline_local.lambdas import ACCOUNT_ID, Resolver, function_environment, load_functions
         from dripline_local.moto_lock import serialise_dynamodb
         from dripline_local.moto_tuning import cache_backend_lookup
@@ -133,7 +137,7 @@ class LocalStack:
         self.aws_endpoint_url = f"http://{moto_host}:{moto_port}"
 
         # The environment every handler reads once: the template's, resolved locally.
-        env = function_environment(Resolver(load_template(), region=self.region, endpoint_url=self.aws_endpoint_url))
+        env = function_environment(Resolver(load_template(), region=self.region, endpoint_url=self.aws_endpoint_url, parameters=self.parameters))
         os.environ.update(with_local_aws(env, endpoint_url=self.aws_endpoint_url, region=self.region, api_url=self.api_url))
         os.environ.pop("DYNAMODB_ENDPOINT", None)
         self.settings = Settings.from_env()
@@ -146,6 +150,15 @@ class LocalStack:
         session = boto3.session.Session(region_name=self.region)
         self._streams_client = session.client("dynamodbstreams", endpoint_url=self.aws_endpoint_url)
         self._sqs = session.client("sqs", endpoint_url=self.aws_endpoint_url)
+        # Handlers that start other functions (the processor its workers) call Lambda's
+        # Invoke API through boto3: it is served here.
+        self.lambda_service = LambdaService.from_template(
+            self.functions,
+            resolver=Resolver(load_template(), region=self.region, endpoint_url=self.aws_endpoint_url, parameters=self.parameters),
+            sqs_client=self._sqs,
+            log=self.logger.info,
+        ).start()
+        os.environ["AWS_ENDPOINT_URL_LAMBDA"] = self.lambda_service.url
 
         enrollment = self.functions["enrollment"]
         self.poller = StreamPoller(
@@ -162,7 +175,7 @@ class LocalStack:
         processor = self.functions["processor"]
         self.scheduler = Scheduler(
             clock=self.clock,
-            invoke=processor.invoke,
+            invoke=self._tick_and_workers,
             drain=self.poller.drain,
             next_due=lambda: next_due_at(self.settings.due_shards),
             tick_seconds=self.tick_seconds,
@@ -195,6 +208,7 @@ class LocalStack:
 
         self.scheduler.stop()
         self.poller.stop()
+        self.lambda_service.stop()
         self._http.stop()
         self._moto.stop()
         if self._previous_clock is not None:
@@ -207,6 +221,13 @@ class LocalStack:
         self.stop()
 
     # --- operations -------------------------------------------------------------------
+    def _tick_and_workers(self, event: dict[str, Any]) -> Any:
+        """The processor's invocation, then the workers it started: a tick is over when
+        they are (so fast-forwarding gives the results of real minutes)."""
+        result = self.functions["processor"].invoke(event)
+        self.lambda_service.wait_idle()
+        return result
+
     def drain(self) -> int:
         return self.poller.drain()
 

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,16 +70,16 @@ def child_env() -> dict[str, str]:
     return subprocess_env()
 
 
-@pytest.fixture(scope="session")
-def local_stack(tmp_path_factory) -> RunningStack:
-    workdir = tmp_path_factory.mktemp("local-stack")
+@contextmanager
+def running_stack(workdir: Path, *extra_args: str):
+    """`dripline local` in a subprocess, on free ports, stopped (SIGINT) on exit."""
     ready = workdir / "ready.json"
     log_path = workdir / "stack.log"
     lambda_log = workdir / "lambda.log"
     command = [
         sys.executable, "-m", "dripline_local.cli", "local",
         "--port", "0", "--tick-seconds", "0",
-        "--ready-file", str(ready), "--lambda-logs", str(lambda_log),
+        "--ready-file", str(ready), "--lambda-logs", str(lambda_log), *extra_args,
     ]
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=subprocess_env())
@@ -90,13 +91,21 @@ def local_stack(tmp_path_factory) -> RunningStack:
             pytest.fail(f"the local stack did not start:\n{stack.log_tail()}")
         time.sleep(0.05)
     stack.info = json.loads(ready.read_text())
-    yield stack
-    process.send_signal(signal.SIGINT)
     try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        yield stack
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory) -> RunningStack:
+    with running_stack(tmp_path_factory.mktemp("local-stack")) as stack:
+        yield stack
 
 
 @pytest.fixture

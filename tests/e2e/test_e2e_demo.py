@@ -27,4 +27,3 @@ def test_the_demo_runs_to_the_end(child_env):
     assert "Webhooks received (25): 25 signatures verified, 25 distinct Idempotency-Keys" in out
     assert "Runs by status (25)" in out and "completed" in out
     assert "Pipeline stats" in out and "completion rate 100%" in out
-    assert elapsed < 120

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -200,6 +199,4 @@ def test_the_clock_only_moves_forward_and_tick_runs_now(local_stack, stack_log):
     assert api.request("POST", "/_local/clock", {"advance_seconds": -5})[0] == 422
     after = parse(api.call("POST", "/_local/clock", {"advance_seconds": 90})["now"])
     assert after - before == timedelta(seconds=90)
-    started = time.monotonic()
     assert "result" in api.call("POST", "/_local/tick")
-    assert time.monotonic() - started < 30

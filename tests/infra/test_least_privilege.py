@@ -67,7 +67,15 @@ def test_the_processor_is_granted_exactly_what_it_calls(resources):
         ("ses:SendEmail", "ses:identity"), ("ses:SendRawEmail", "ses:identity"),
         ("ses:SendEmail", "ses:configuration-set"), ("ses:SendRawEmail", "ses:configuration-set"),
         ("sqs:SendMessage", "ProcessorFailureQueue"),
+        ("lambda:InvokeFunction", "ProcessorWorkerFunction"),  # fan-out (dripline.fanout)
     }
+
+
+def test_a_worker_is_granted_what_the_processor_is_except_starting_workers(resources):
+    worker = grants(resources, "ProcessorWorkerFunction")
+    processor = grants(resources, "ProcessorFunction")
+    assert worker == processor - {("lambda:InvokeFunction", "ProcessorWorkerFunction"),
+                                  ("sqs:SendMessage", "ProcessorFailureQueue")} | {("sqs:SendMessage", "ProcessorWorkerFailureQueue")}
 
 
 def test_ses_may_send_only_as_the_email_from_domain(resources):

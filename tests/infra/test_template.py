@@ -58,30 +58,51 @@ UNSCOPABLE = {"dynamodb:ListStreams"}
 
 
 def test_no_policy_grants_a_wildcard_resource(resources):
-    for name, role in of_type(resources, "AWS::IAM::Role").items():
-        for policy in role["Properties"].get("Policies", []):
-            for statement in policy["PolicyDocument"]["Statement"]:
-                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-                if set(actions) <= UNSCOPABLE:
-                    continue
-                targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-                assert "*" not in targets, f"{name}: {statement}"
+    documents = [
+        (name, policy["PolicyDocument"])
+        for name, role in of_type(resources, "AWS::IAM::Role").items()
+        for policy in role["Properties"].get("Policies", [])
+    ] + [(name, p["Properties"]["PolicyDocument"]) for name, p in of_type(resources, "AWS::IAM::ManagedPolicy").items()]
+    for name, document in documents:
+        for statement in document["Statement"]:
+            if set(actions_of(statement)) <= UNSCOPABLE:
+                continue
+            targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            assert "*" not in targets, f"{name}: {statement}"
 
 
-def test_processor_may_send_raw_email(resources):
+def role_statements(resources, role_id):
+    """Every statement a role grants: its inline policies and the managed ones it names."""
+    role = resources[role_id]["Properties"]
+    statements = [s for p in role.get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
+    for arn in role.get("ManagedPolicyArns", []):
+        if isinstance(arn, dict) and "Ref" in arn and arn["Ref"] in resources:
+            statements += resources[arn["Ref"]]["Properties"]["PolicyDocument"]["Statement"]
+    return statements
+
+
+def actions_of(statement):
+    return statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+
+
+def test_processor_and_workers_may_send_raw_email(resources):
     # SES authorizes SendEmail with Raw content (ours: List-Unsubscribe headers) as SendRawEmail.
-    role = json.dumps(resources["ProcessorFunctionRole"])
-    assert "ses:SendEmail" in role and "ses:SendRawEmail" in role
+    for role in ("ProcessorFunctionRole", "ProcessorWorkerFunctionRole"):
+        actions = {a for s in role_statements(resources, role) for a in actions_of(s)}
+        assert {"ses:SendEmail", "ses:SendRawEmail"} <= actions, role
 
 
-def test_ses_events_reach_their_function_through_eventbridge(resources):
-    destination = resources["EmailEventsDestination"]["Properties"]
-    assert destination["ConfigurationSetName"] == {"Ref": "EmailConfigurationSet"}
-    assert {"delivery", "bounce", "complaint"} <= set(destination["EventDestination"]["MatchingEventTypes"])
-    (rule,) = [r for r in of_type(resources, "AWS::Events::Rule").values() if "EventPattern" in r["Properties"]]
-    assert rule["Properties"]["EventPattern"]["source"] == ["aws.ses"]
-    tags = rule["Properties"]["EventPattern"]["detail"]["mail"]["tags"]
-    assert tags["ses:configuration-set"] == [{"Ref": "EmailConfigurationSet"}]  # this stack's emails only
-    assert rule["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": ["SesEventsFunction", "Arn"]}
-    assert resources["SesEventsFunction"]["Properties"]["DeadLetterConfig"]["TargetArn"] == {
-        "Fn::GetAtt": "SesEventsFailureQueue.Arn"}
+def test_the_processor_starts_workers_asynchronously_and_only_it_may(resources):
+    env = resources["ProcessorFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["WORKER_FUNCTION"] == {"Ref": "ProcessorWorkerFunction"}
+    assert env["MAX_RUNS_PER_TICK"] == {"Ref": "RunsPerInvocation"}
+    (invoke,) = [s for s in role_statements(resources, "ProcessorFunctionRole") if "lambda:InvokeFunction" in actions_of(s)]
+    assert invoke["Resource"] == {"Fn::GetAtt": "ProcessorWorkerFunction.Arn"}
+    worker_actions = {a for s in role_statements(resources, "ProcessorWorkerFunctionRole") for a in actions_of(s)}
+    assert not any(a.startswith("lambda:") for a in worker_actions)  # a worker starts nothing
+    # The worker's lease outlives its timeout plus its time in Lambda's async queue.
+    config = resources["ProcessorWorkerFunctionEventInvokeConfig"]["Properties"]
+    worker = resources["ProcessorWorkerFunction"]["Properties"]
+    assert config["MaximumRetryAttempts"] == 0
+    assert int(env["SHARD_LEASE_SECONDS"]) >= worker["Timeout"] + config["MaximumEventAgeInSeconds"]
+    assert config["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": "ProcessorWorkerFailureQueue.Arn"}

@@ -45,25 +45,27 @@ def test_writes_count_the_table_and_each_index(table):
         client.put_item(TableName="t", Item={"pk": {"S": "a"}, "g": {"S": "x"}, "big": {"S": BIG}})
         put = meter.usage()
         # base 3 + ALL index 3 + KEYS_ONLY index 1
-        assert put.write_units["t"] == 7 and put.calls["dynamodb:PutItem"] == 1
+        assert put.write_units == {"t": 3, "t/index/all": 3, "t/index/keys": 1} and put.total_write_units == 7
+        assert put.calls["dynamodb:PutItem"] == 1
 
         client.update_item(TableName="t", Key={"pk": {"S": "a"}}, UpdateExpression="SET note = :v",
                            ExpressionAttributeValues={":v": {"S": "1"}}, ReturnValues="ALL_NEW")
         unprojected = meter.usage() - put
         # base 3 + ALL index rewrite 3 + KEYS_ONLY untouched 0
-        assert unprojected.write_units["t"] == 6
+        assert unprojected.write_units == {"t": 3, "t/index/all": 3}
 
         before = meter.usage()
         client.update_item(TableName="t", Key={"pk": {"S": "a"}}, UpdateExpression="SET g = :g",
                            ExpressionAttributeValues={":g": {"S": "y"}})
         moved = meter.usage() - before
         # base 3 + ALL delete 3 + put 3 + KEYS_ONLY delete 1 + put 1
-        assert moved.write_units["t"] == 11
+        assert moved.write_units == {"t": 3, "t/index/all": 6, "t/index/keys": 2}
 
         before = meter.usage()
         with pytest.raises(client.exceptions.ConditionalCheckFailedException):
             client.put_item(TableName="t", Item={"pk": {"S": "a"}}, ConditionExpression="attribute_not_exists(pk)")
-        assert (meter.usage() - before).write_units["t"] == 3  # a refused write costs the item's size
+        refused = meter.usage() - before
+        assert refused.write_units == {"t": 3} and refused.refused == {"dynamodb:PutItem": 1}  # paid, wasted
 
 
 def test_reads_are_sized_per_item_or_page(table):

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from botocore.exceptions import ClientError
 
-from dripline import clock
+from dripline import clock, fanout
 from dripline.processor import Clients, Processor
 from dripline.settings import DeliveryPolicy, Settings
 from dripline.storage import runs, stats, tasks
@@ -119,7 +119,7 @@ def test_handler_accepts_the_sample_scheduled_event(aws, stream, frozen_clock):
     make_pipeline(TEAM, [EMAIL_STEP])
     contact = put_contact(TEAM, "ada@example.com")
     enroll(stream)
-    processor_app._processor.cache_clear()
+    fanout.shared.cache_clear()
 
     report = processor_app.lambda_handler(load_event("processor_scheduled.json"), FakeContext())
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,6 +33,7 @@ from dripline.errors import NotFound
 from dripline.observability import MetricUnit, logger, metrics
 from dripline.settings import DeliveryPolicy, Settings
 from dripline.storage import contacts, pipelines, runs, stats
+from dripline.storage.shards import names as shard_names
 from dripline.storage.models import Contact
 from dripline.storage.util import botocore_cause, is_transient
 
@@ -176,11 +177,13 @@ class Processor:
         self.settings = settings
         self.clients = clients or Clients(settings)
 
-    def tick(self, remaining_ms: Callable[[], int] = lambda: 10**9) -> TickReport:
+    def tick(self, remaining_ms: Callable[[], int] = lambda: 10**9, shards: Sequence[str] | None = None) -> TickReport:
+        """Run the due steps of `shards` (every shard by default; see dripline.fanout)."""
         started = time.monotonic()
         now = clock.now()
         report = TickReport()
-        candidates = sorted(self._due_candidates(now), key=lambda c: c.next_step_at)
+        walked = shard_names(self.settings.due_shards) if shards is None else shards
+        candidates = sorted(self._due_candidates(now, walked), key=lambda c: c.next_step_at)
         report.due = len(candidates)
         tally = stats.Tally()  # the tick's counter changes, written once per pipeline below
         for outcome in self.process_batch(candidates, tally, remaining_ms):
@@ -230,10 +233,11 @@ class Processor:
             tally.flush()
         return outcome
 
-    def _due_candidates(self, now: datetime) -> list[runs.DueCandidate]:
+    def _due_candidates(self, now: datetime, shards: Sequence[str]) -> list[runs.DueCandidate]:
         """The oldest due runs of every shard, at most MAX_RUNS_PER_TICK in all: after an
         outage the backlog drains over several ticks instead of one tick reading it all."""
-        shards = [f"due#{n}" for n in range(self.settings.due_shards)]
+        if not shards:
+            return []
         per_shard = -(-self.settings.max_runs_per_tick // len(shards))
         with ThreadPoolExecutor(max_workers=min(8, len(shards))) as pool:
             pages = pool.map(lambda shard: list(runs.due_candidates(shard, now, limit=per_shard)), shards)

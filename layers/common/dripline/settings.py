@@ -58,8 +58,15 @@ class Settings:
     # Stop claiming new runs when the invocation has less than this left.
     claim_margin_seconds: int = 15
     processor_workers: int = 16
-    # Due runs one tick reads at most (oldest first, spread over the shards).
+    # Due runs one tick reads at most (oldest first, spread over the shards): what one
+    # invocation runs in its budget. A bigger backlog fans out to worker invocations.
     max_runs_per_tick: int = 5000
+    # The worker function the per-minute processor hands groups of shards to ("" = none:
+    # the processor walks every shard it leases itself).
+    worker_function: str = ""
+    # How long a worker's shard lease lasts: the worker's timeout plus its time in Lambda's
+    # async queue. The per-minute processor leases its own shards until its deadline.
+    shard_lease_seconds: int = 180
     delivery_policy: DeliveryPolicy = DeliveryPolicy.AT_MOST_ONCE
     # How long after an email step's outcome became unknown its SES Send event may still
     # arrive; only then is a missing event taken to mean "not sent" (dripline.delivery).
@@ -121,6 +128,8 @@ class Settings:
             claim_margin_seconds=number("CLAIM_MARGIN_SECONDS", defaults.claim_margin_seconds),
             processor_workers=max(1, number("PROCESSOR_WORKERS", defaults.processor_workers)),
             max_runs_per_tick=max(1, number("MAX_RUNS_PER_TICK", defaults.max_runs_per_tick)),
+            worker_function=text("WORKER_FUNCTION", defaults.worker_function),
+            shard_lease_seconds=max(1, number("SHARD_LEASE_SECONDS", defaults.shard_lease_seconds)),
             replan_after_seconds=number("REPLAN_AFTER_SECONDS", defaults.replan_after_seconds),
             delivery_policy=DeliveryPolicy(text("DELIVERY_POLICY", defaults.delivery_policy.value)),
             send_event_settle_seconds=number("SEND_EVENT_SETTLE_SECONDS", defaults.send_event_settle_seconds),

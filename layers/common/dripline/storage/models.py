@@ -185,6 +185,22 @@ class WebhookSecret(Model):
 WEBHOOK_SECRET_SK = "WEBHOOKSECRET"
 
 
+# The processor's shard leases live in the pipelines table under a partition no team can
+# have (team ids never hold "#"); see dripline.storage.shards.
+PROCESSOR_PARTITION = "#processor"
+
+
+class ShardLeases(Model):
+    """One item: which invocation walks which due-index shard, until when. Its attributes
+    are the shard names (dynamic), so dripline.storage.shards writes it with the client."""
+
+    class Meta(_Meta):
+        table_name = "dripline-pipelines"
+
+    team_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+
+
 def email_event_sk(message_id: str, event_type: str) -> str:
     return f"EMAILEVENT#{message_id}#{event_type}"
 
@@ -418,6 +434,7 @@ ALL_MODELS: dict[type[Model], str] = {
     EmailEvent: "pipelines_table",
     DeliveryRecord: "pipelines_table",
     WebhookSecret: "pipelines_table",
+    ShardLeases: "pipelines_table",
     PipelineRun: "runs_table",
     Task: "tasks_table",
 }
