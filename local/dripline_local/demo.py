@@ -1,7 +1,8 @@
 """`dripline demo`: a scripted tour on an embedded local stack, over real HTTP.
 
 Creates the Welcome pipeline and a webhook pipeline (to a receiver on 127.0.0.1 that
-checks signatures), 25 contacts, fast-forwards 4 days, then shows what happened:
+checks signatures; its step has a send window, 09:00-17:00 in each contact's time zone),
+25 contacts spread over five zones, fast-forwards 4 days, then shows what happened:
 emails, tasks, webhooks, runs by status and the pipeline's stats.
 """
 from __future__ import annotations
@@ -22,6 +23,10 @@ PEOPLE = [
     ("Claude", "Shannon"), ("Sophie", "Wilson"), ("Niklaus", "Wirth"), ("Shafi", "Goldwasser"), ("Tony", "Hoare"),
     ("Annie", "Easley"), ("Leslie", "Lamport"), ("Jean", "Sammet"), ("Guido", "van Rossum"), ("Adele", "Goldberg"),
 ]
+
+# Half-hour and 45-minute offsets, both hemispheres: the webhook's send window is local to each.
+ZONES = ["Europe/Berlin", "America/New_York", "Asia/Kolkata", "Australia/Sydney", "Asia/Kathmandu"]
+BUSINESS_HOURS = {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "09:00", "end": "17:00"}
 
 
 def run_demo(contacts: int = 25, days: float = 4, out: Any = None) -> int:
@@ -46,14 +51,16 @@ def run_demo(contacts: int = 25, days: float = 4, out: Any = None) -> int:
 
         receiver.secrets = [client.call("GET", "/webhook-secret")["secret"]]
         client.call("POST", "/pipelines", _webhook_pipeline(receiver.url("/crm")), expect=201)
-        say(f"Created the automatic pipeline \"Notify CRM\": a signed webhook to {receiver.url('/crm')} after 1 day")
+        say(f"Created the automatic pipeline \"Notify CRM\": a signed webhook to {receiver.url('/crm')} after 1 day,"
+            " sent between 09:00 and 17:00 in the contact's time zone")
 
         say("")
         people = [PEOPLE[i % len(PEOPLE)] for i in range(contacts)]
         for i, (first, last) in enumerate(people, 1):
             suffix = "" if i <= len(PEOPLE) else str(i)
             email = f"{first.lower()}.{last.lower().replace(' ', '')}{suffix}@example.com"
-            client.call("POST", "/contacts", {"email": email, "first_name": first, "last_name": last}, expect=201)
+            body = {"email": email, "first_name": first, "last_name": last, "timezone": ZONES[i % len(ZONES)]}
+            client.call("POST", "/contacts", body, expect=201)
             _progress(out, "Creating contacts", i, contacts)
         say("")
 
@@ -105,7 +112,8 @@ def _webhook_pipeline(url: str) -> dict[str, Any]:
         "name": "Notify CRM",
         "automatic": True,
         "steps": [{"step_number": 1, "action_type": "webhook", "delay_seconds": 86400,
-                   "message": "{{ contact.email }} finished their first day", "data": {"url": url}}],
+                   "message": "{{ contact.email }} finished their first day", "data": {"url": url},
+                   "send_window": BUSINESS_HOURS}],
     }
 
 

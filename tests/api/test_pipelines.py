@@ -16,12 +16,25 @@ def test_create_pipeline_from_the_sample_event(api):
     assert body["version"] == 1 and body["automatic"] is True and body["status"] == "active"
     assert [s["step_number"] for s in body["steps"]] == [1, 2]
     assert body["steps"][0] == {"step_number": 1, "action_type": "send_email", "delay_seconds": 0,
-                                "message": "Hi {{ contact.first_name }}, welcome!", "data": {"subject": "Welcome"}}
+                                "message": "Hi {{ contact.first_name }}, welcome!", "data": {"subject": "Welcome"},
+                                "send_window": None, "wait_until": None}
     assert body["created_at"] == body["updated_at"] == "2026-03-02T09:00:00.000Z"
     assert api.get(f"/pipelines/{body['pipeline_id']}").body == body
     assert api.get("/automatic-pipelines").body == {
         "items": [{"pipeline_id": body["pipeline_id"], "model_type": "contact", "created_at": "2026-03-02T09:00:00.000Z"}]
     }
+
+
+def test_send_window_and_wait_until_are_stored_and_served_with_defaults_filled_in(api):
+    window = {"days": ["fri", "mon"], "start": "09:00", "end": "17:30"}
+    steps = [dict(EMAIL_STEP, send_window=window),
+             dict(FOLLOW_UP_STEP, delay_seconds=0, wait_until={"until_attribute": "trial_ends_at", "offset_seconds": -86400})]
+    body = api.post("/pipelines", pipeline_body(steps=steps)).body
+
+    assert body["steps"][0]["send_window"] == {"days": ["mon", "fri"], "start": "09:00", "end": "17:30"}
+    assert body["steps"][0]["wait_until"] is None
+    assert body["steps"][1]["wait_until"] == {"until_attribute": "trial_ends_at", "offset_seconds": -86400, "if_missing": "skip"}
+    assert api.get(f"/pipelines/{body['pipeline_id']}").body == body
 
 
 def test_steps_run_in_ascending_order_with_gaps_allowed(api):

@@ -40,6 +40,22 @@ PIPELINE_CASES = [
     ("unknown field", {"colour": "blue"}, "colour"),
     ("unknown step field", {"steps": [step(wait=5)]}, "steps[0].wait"),
     ("automatic not a bool", {"automatic": "yes"}, "automatic"),
+    ("send_window not an object", {"steps": [step(send_window="9-5")]}, "steps[0].send_window"),
+    ("send_window unknown day", {"steps": [step(send_window={"days": ["mon", "fun"], "start": "09:00", "end": "17:00"})]},
+     "steps[0].send_window.days"),
+    ("send_window bad start", {"steps": [step(send_window={"days": ["mon"], "start": "9am", "end": "17:00"})]},
+     "steps[0].send_window.start"),
+    ("send_window empty", {"steps": [step(send_window={"days": ["mon"], "start": "09:00", "end": "09:00"})]},
+     "steps[0].send_window.end"),
+    ("send_window unknown field", {"steps": [step(send_window={"days": ["mon"], "start": "09:00", "end": "17:00", "tz": "UTC"})]},
+     "steps[0].send_window.tz"),
+    ("wait_until both targets", {"steps": [step(wait_until={"until": "2031-03-01T09:00:00", "until_attribute": "x"})]},
+     "steps[0].wait_until"),
+    ("wait_until not a date", {"steps": [step(wait_until={"until": "soon"})]}, "steps[0].wait_until.until"),
+    ("wait_until bad rule", {"steps": [step(wait_until={"until_attribute": "x", "if_missing": "maybe"})]},
+     "steps[0].wait_until.if_missing"),
+    ("wait_until with a delay", {"steps": [step(delay_seconds=60, wait_until={"until_attribute": "x"})]},
+     "steps[0].delay_seconds"),
 ]
 
 

@@ -6,6 +6,9 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from dripline.wait_until import WaitUntil
+from dripline.windows import SendWindow
+
 
 class RunStatus(str, Enum):
     PENDING = "pending"
@@ -41,15 +44,23 @@ class Step:
     delay_seconds: int
     message: str = ""
     data: dict[str, Any] = field(default_factory=dict)
+    send_window: SendWindow | None = None  # due only while open, in the recipient's zone
+    wait_until: WaitUntil | None = None  # instead of delay_seconds
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The stored and served form; the optional rules only when set (older versions have none)."""
+        out = {
             "step_number": self.step_number,
             "action_type": self.action_type,
             "delay_seconds": self.delay_seconds,
             "message": self.message,
             "data": dict(self.data),
         }
+        if self.send_window is not None:
+            out["send_window"] = self.send_window.to_dict()
+        if self.wait_until is not None:
+            out["wait_until"] = self.wait_until.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "Step":
@@ -59,6 +70,8 @@ class Step:
             delay_seconds=int(raw.get("delay_seconds", 0)),
             message=str(raw.get("message") or ""),
             data=dict(raw.get("data") or {}),
+            send_window=SendWindow.parse(raw["send_window"]) if raw.get("send_window") else None,
+            wait_until=WaitUntil.parse(raw["wait_until"]) if raw.get("wait_until") else None,
         )
 
 

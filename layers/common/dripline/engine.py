@@ -6,14 +6,19 @@ are tested with no emulator at all.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from dripline.domain import Outcome, PipelineSpec, RunStatus
+from dripline.domain import ContactView, Outcome, PipelineSpec, RunStatus, Step
 from dripline.settings import DeliveryPolicy
+from dripline.wait_until import RUN_NOW
+from dripline.windows import UTC, resolve_zone
 
 DELIVERY_UNKNOWN = "delivery_unknown"
+OUTSIDE_SEND_WINDOW = "outside_send_window"
 # A step that ran later than this after its planned time re-bases the plan (see after_step).
 REPLAN_AFTER_SECONDS = 3600
 
@@ -28,6 +33,20 @@ class Schedule:
 
 
 @dataclass(frozen=True)
+class Recipient:
+    """What planning needs of the run's record: its zone (send windows, wait-until wall
+    times) and its attributes (wait-until attributes)."""
+
+    zone: ZoneInfo = UTC
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, contact: ContactView) -> "Recipient":
+        """The contact's `timezone`, else UTC (an unknown zone name counts as none)."""
+        return cls(resolve_zone(contact.timezone), dict(contact.attributes))
+
+
+@dataclass(frozen=True)
 class ActionResult:
     outcome: Outcome
     detail: dict[str, Any] | None = None
@@ -36,6 +55,8 @@ class ActionResult:
     retryable: bool = False
     # The run cannot go on (its contact is gone): record this step and cancel the run.
     cancel_run: bool = False
+    # Not attempted: the step's send window is closed; it is due again at this opening.
+    reopens_at: datetime | None = None
 
     @classmethod
     def succeeded(cls, **detail: Any) -> "ActionResult":
@@ -48,6 +69,10 @@ class ActionResult:
     @classmethod
     def stop(cls, reason: str) -> "ActionResult":
         return cls(Outcome.SKIPPED, error=reason, cancel_run=True)
+
+    @classmethod
+    def outside_window(cls, reopens_at: datetime) -> "ActionResult":
+        return cls(Outcome.SKIPPED, error=OUTSIDE_SEND_WINDOW, reopens_at=reopens_at)
 
     @classmethod
     def failed(cls, error: str, *, retryable: bool, **detail: Any) -> "ActionResult":
@@ -75,14 +100,51 @@ class Decision:
     history: HistoryRecord | None  # None while a step is only being retried
     last_error: str | None
     retried: bool = False
+    rescheduled: bool = False  # to its send window's next opening, not attempted
 
 
-def enroll(pipeline: PipelineSpec, enrolled_at: datetime) -> Schedule:
-    """A new run: pending on the first step, due at enrollment time + that step's delay."""
-    first = pipeline.first_step()
-    if first is None:
-        return Schedule(RunStatus.COMPLETED, None, None)
-    return Schedule(RunStatus.PENDING, first.step_number, enrolled_at + timedelta(seconds=first.delay_seconds))
+def enroll(pipeline: PipelineSpec, enrolled_at: datetime, recipient: Recipient = Recipient()) -> Schedule:
+    """A new run: pending on the first step, planned from enrollment time (see `plan`)."""
+    return plan(pipeline, pipeline.first_step(), enrolled_at, recipient)
+
+
+def plan(pipeline: PipelineSpec, step: Step | None, base: datetime, recipient: Recipient) -> Schedule:
+    """When `step` falls due, counting from `base` (enrollment, or the previous step's plan).
+
+    Due at `base` + its delay, or at its wait-until time. A wait-until time that cannot
+    be had or is already past (before `base`) makes the step due at `base` under
+    `run_now`; under `skip` the step is passed over and the next one is planned from
+    the same `base` (no steps left: the run completes). Last, a send window moves the
+    time to the window's next opening in the recipient's zone.
+    """
+    while step is not None:
+        due = _due(step, base, recipient)
+        if due is not None:
+            if step.send_window is not None:
+                due = step.send_window.next_opening(due, recipient.zone)
+            return Schedule(RunStatus.PENDING, step.step_number, due)
+        step = pipeline.step_after(step.step_number)
+    return Schedule(RunStatus.COMPLETED, None, None)
+
+
+def _due(step: Step, base: datetime, recipient: Recipient) -> datetime | None:
+    """The step's time before its window; None when its wait-until says skip."""
+    wait = step.wait_until
+    if wait is None:
+        return base + timedelta(seconds=step.delay_seconds)
+    target = wait.target(recipient.attributes, recipient.zone)
+    if target is not None and target >= base:
+        return target
+    return base if wait.if_missing == RUN_NOW else None
+
+
+def outside_window(step: Step, at: datetime, recipient: Recipient) -> ActionResult | None:
+    """Checked just before a step runs: a window that closed since the step was planned
+    (a backlog, retries, an outage) reschedules it to the next opening, unattempted."""
+    if step.send_window is None:
+        return None
+    opens = step.send_window.next_opening(at, recipient.zone)
+    return ActionResult.outside_window(opens) if opens > at else None
 
 
 def backoff_seconds(failed_attempts: int, base_seconds: int, max_seconds: int) -> int:
@@ -104,6 +166,7 @@ def after_step(
     retry_base_seconds: int,
     retry_max_seconds: int,
     replan_after_seconds: int = REPLAN_AFTER_SECONDS,
+    recipient: Recipient = Recipient(),
 ) -> Decision:
     """The run's next state once an attempt at `step_number` returned `result`.
 
@@ -117,7 +180,11 @@ def after_step(
     from step to step, and minute-aligned delays land on a tick. After an outage (this
     step ran more than `replan_after_seconds` late) the plan is re-based on the
     execution time instead: the spacing between steps is kept, so a contact never gets
-    a burst of overdue steps a minute apart.
+    a burst of overdue steps a minute apart. The next step's wait-until and send
+    window are then applied (`plan`) for `recipient`.
+
+    A step not attempted because its send window was closed (`ActionResult.outside_window`)
+    waits for the opening: same step, same failed-attempt count, nothing recorded.
     """
     step = pipeline.step(step_number) if pipeline else None
     action_type = step.action_type if step else "unknown"
@@ -135,6 +202,14 @@ def after_step(
             error=result.error,
         )
 
+    if result.reopens_at is not None:
+        return Decision(
+            schedule=Schedule(RunStatus.PENDING, step_number, result.reopens_at),
+            attempts=failed_attempts_before,
+            history=None,
+            last_error=None,
+            rescheduled=True,
+        )
     if result.outcome is Outcome.FAILED:
         if result.retryable and attempt < max_attempts:
             retry_at = executed_at + timedelta(seconds=backoff_seconds(attempt, retry_base_seconds, retry_max_seconds))
@@ -159,8 +234,7 @@ def after_step(
         schedule = Schedule(RunStatus.COMPLETED, None, None)
     else:
         on_plan = executed_at - scheduled_at <= timedelta(seconds=replan_after_seconds)
-        base = scheduled_at if on_plan else executed_at
-        schedule = Schedule(RunStatus.PENDING, following.step_number, base + timedelta(seconds=following.delay_seconds))
+        schedule = plan(pipeline, following, scheduled_at if on_plan else executed_at, recipient)
     return Decision(schedule=schedule, attempts=0, history=record(result.outcome), last_error=None)
 
 

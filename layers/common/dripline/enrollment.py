@@ -140,7 +140,7 @@ def _enroll_all(
             pipelineable_id=contact.contact_id,
             source=source,
             enrollment_key=key,
-            schedule=engine.enroll(spec, now),
+            schedule=engine.enroll(spec, now, engine.Recipient.of(contacts.view(contact))),
             now=now,
             due_shards=batch.settings.due_shards,
             tally=batch.tally,

@@ -75,7 +75,8 @@ class TickReport:
     from the invoking thread (Powertools Metrics is not thread-safe)."""
 
     due: int = 0
-    # What became of each due run: completed, pending, failed, cancelled, retried, lost, deferred, error.
+    # What became of each due run: completed, pending, failed, cancelled, retried, rescheduled
+    # (its send window was closed), lost, deferred, error.
     outcomes: Counter = field(default_factory=Counter)
     # Step-level counts for metrics: StepsSucceeded, EmailsSent, DeliveryUnknown ...
     events: Counter = field(default_factory=Counter)
@@ -117,6 +118,7 @@ OUTCOME_METRICS = {
     "retried": "StepRetries",
     "lost": "ClaimsLost",
     "deferred": "RunsDeferred",
+    "rescheduled": "StepsRescheduled",
     "error": "RunErrors",
 }
 
@@ -271,7 +273,8 @@ class Processor:
 
     def _run(self, claimed: ClaimedRun, people: dict[str, ContactView] | Exception, tally: stats.Tally) -> RunOutcome:
         """Execute a claimed run's step and record it. Returns what happened, for the report."""
-        result, pipeline = self._execute(claimed, people)
+        recipient = self._recipient(claimed, people)
+        result, pipeline = self._execute(claimed, people, recipient)
         executed_at = clock.now()
         decision = engine.after_step(
             pipeline,
@@ -284,11 +287,18 @@ class Processor:
             retry_base_seconds=self.settings.retry_base_seconds,
             retry_max_seconds=self.settings.retry_max_seconds,
             replan_after_seconds=self.settings.replan_after_seconds,
+            recipient=recipient,
         )
         written = runs.finish(claimed, decision, executed_at, self.settings.due_shards)
         return self._observe(claimed, result, decision, written, tally)
 
-    def _execute(self, claimed: ClaimedRun, people: dict[str, ContactView] | Exception):
+    @staticmethod
+    def _recipient(claimed: ClaimedRun, people: dict[str, ContactView] | Exception) -> engine.Recipient:
+        """The zone and attributes the next step is planned with (UTC, none: no contact)."""
+        contact = None if isinstance(people, Exception) else people.get(f"{claimed.team_id}#{claimed.pipelineable_id}")
+        return engine.Recipient.of(contact) if contact is not None else engine.Recipient()
+
+    def _execute(self, claimed: ClaimedRun, people: dict[str, ContactView] | Exception, recipient: engine.Recipient):
         """Run the claimed step's action; every failure becomes an ActionResult."""
         try:
             pipeline = pipelines.get_version(claimed.team_id, claimed.pipeline_id, claimed.pipeline_version)
@@ -315,6 +325,9 @@ class Processor:
         contact = people.get(f"{claimed.team_id}#{claimed.pipelineable_id}")
         if contact is None:
             return ActionResult.stop("contact_deleted"), pipeline
+        closed = engine.outside_window(step, clock.now(), recipient)
+        if closed is not None:
+            return closed, pipeline
         ctx = ActionContext(
             run=claimed,
             pipeline=pipeline,
@@ -343,9 +356,11 @@ class Processor:
         else:
             after = RunStatus(written)
         history = decision.history
-        if history is None:  # a retry was scheduled (or the run was cancelled meanwhile)
+        if history is None:  # a retry or a window's opening was scheduled (or the run was cancelled meanwhile)
             tally.step_finished(claimed.team_id, claimed.pipeline_id, after=after)
-            return RunOutcome("retried" if written == RunStatus.PENDING.value else written)
+            if written != RunStatus.PENDING.value:
+                return RunOutcome(written)
+            return RunOutcome("rescheduled" if decision.rescheduled else "retried")
         lateness = max(0.0, (history.executed_at - history.scheduled_at).total_seconds())
         email_sent = history.action_type == "send_email" and history.outcome is Outcome.SUCCEEDED
         email_suppressed = history.outcome is Outcome.SKIPPED and result.error == email.SUPPRESSED

@@ -16,7 +16,8 @@ that date, so the answer is right across DST changes, in both hemispheres, and f
   an end that exists twice closes at its second (the window lasts as the wall clock says);
 - a window wholly inside a gap does not open that day.
 
-Pure: no AWS, no clock. Not yet used by the engine (issue 11 wires it into planning).
+Pure: no AWS, no clock. The engine plans with it (dripline.engine.plan) and the processor
+checks it again just before a step runs (dripline.engine.outside_window).
 """
 from __future__ import annotations
 
@@ -93,6 +94,11 @@ def resolve_zone(*names: str | None) -> ZoneInfo:
         except (ZoneInfoNotFoundError, ValueError):
             continue
     return UTC
+
+
+def local_instant(local: datetime, zone: ZoneInfo) -> datetime:
+    """The UTC instant of the naive wall time `local` in `zone` (DST rules as in `_instant`)."""
+    return _instant(local.date(), local.time(), zone, later=False)
 
 
 def _wall_time(raw: Any, field: str) -> time:

@@ -111,6 +111,23 @@ def check_pipeline_ids(value: list[str]) -> list[str]:
 # --- pipelines ---------------------------------------------------------------------------------
 
 
+SEND_WINDOW_DOC = (
+    "Run only inside this window, in the contact's `timezone` (else UTC): `days` (mon..sun, the days it opens), "
+    "`start` and `end` as HH:MM wall times; `end` before `start` crosses midnight. A step due outside it is "
+    "planned for the next opening, and re-planned (not attempted) if the window closed before it ran."
+)
+SEND_WINDOW_EXAMPLE = {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00", "end": "17:00"}
+WAIT_UNTIL_DOC = (
+    "Instead of `delay_seconds` (which must then be 0): wait for `until` (ISO date time; without offset it is the "
+    "contact's wall time) or for the ISO date in attribute `until_attribute` plus `offset_seconds`. `if_missing` "
+    "(`skip`, the default, or `run_now`) applies when the time is missing or already past when the step is planned."
+)
+WAIT_UNTIL_EXAMPLES = [
+    {"until": "2031-03-01T09:00:00", "if_missing": "run_now"},
+    {"until_attribute": "trial_ends_at", "offset_seconds": -86400, "if_missing": "skip"},
+]
+
+
 class StepIn(_Request):
     step_number: StrictInt = Field(ge=1, le=1_000_000, description="Order of the step; unique; gaps allowed")
     action_type: str = Field(
@@ -123,6 +140,8 @@ class StepIn(_Request):
     data: dict[str, Any] = Field(
         default_factory=dict, description="Action-specific (at most 10 KB): `subject` for send_email; `title`, `assignee`, `due_in_seconds` for create_task; `url` (https, public host) for webhook"
     )
+    send_window: dict[str, Any] | None = Field(None, description=SEND_WINDOW_DOC, examples=[SEND_WINDOW_EXAMPLE])
+    wait_until: dict[str, Any] | None = Field(None, description=WAIT_UNTIL_DOC, examples=WAIT_UNTIL_EXAMPLES)
 
     @field_validator("message")
     @classmethod
@@ -167,6 +186,8 @@ class StepOut(BaseModel):
     delay_seconds: int
     message: str
     data: dict[str, Any]
+    send_window: dict[str, Any] | None = Field(None, description=SEND_WINDOW_DOC)
+    wait_until: dict[str, Any] | None = Field(None, description=WAIT_UNTIL_DOC)
 
 
 class PipelineOut(BaseModel):

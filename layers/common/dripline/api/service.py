@@ -20,6 +20,8 @@ from dripline.observability import logger
 from dripline.settings import Settings
 from dripline.storage import contacts, pipelines, runs, stats, suppressions
 from dripline.storage.models import Contact, PipelineRun, Suppression
+from dripline.wait_until import WaitUntil
+from dripline.windows import SendWindow
 
 CONTACT = "contact"
 # A pipeline version is one DynamoDB item (at most 400 KB); keep clear of the limit.
@@ -42,7 +44,20 @@ def validate_steps(body: PipelineIn) -> list[Step]:
         action = actions.get(raw.action_type)
         if action is None:
             raise ValidationFailed(f"{where}.action_type", f"unknown action; one of {', '.join(registered)}")
-        step = Step(raw.step_number, raw.action_type, raw.delay_seconds, raw.message, dict(raw.data))
+        try:
+            step = Step(
+                raw.step_number,
+                raw.action_type,
+                raw.delay_seconds,
+                raw.message,
+                dict(raw.data),
+                send_window=SendWindow.parse(raw.send_window) if raw.send_window is not None else None,
+                wait_until=WaitUntil.parse(raw.wait_until) if raw.wait_until is not None else None,
+            )
+        except ValidationFailed as exc:
+            raise ValidationFailed(f"{where}.{exc.field}", exc.message) from exc
+        if step.wait_until is not None and step.delay_seconds:
+            raise ValidationFailed(f"{where}.delay_seconds", "must be 0 with wait_until (the wait replaces the delay)")
         try:
             _checked(lambda: templating.check(step.message, "message"), "message")
             _checked(lambda: action.validate(step), "data")
