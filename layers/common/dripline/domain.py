@@ -122,6 +122,31 @@ class ContactView:
 
 
 @dataclass(frozen=True)
+class DealView:
+    """What actions and templates may see of a deal."""
+
+    team_id: str
+    deal_id: str
+    name: str
+    value: int | float | None = None
+    stage: str | None = None
+    owner_email: str | None = None
+    contact_ids: tuple[str, ...] = ()
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    def template_context(self) -> dict[str, Any]:
+        return {
+            "id": self.deal_id,
+            "name": self.name,
+            "value": self.value,
+            "stage": self.stage or "",
+            "owner_email": self.owner_email or "",
+            "contact_ids": list(self.contact_ids),
+            "attributes": dict(self.attributes),
+        }
+
+
+@dataclass(frozen=True)
 class StepRecord:
     """One recorded step of a run. `action_type` is not stored with the run (its pipeline
     version knows it); `storage.runs.history_of` fills it in for the API."""

@@ -18,6 +18,7 @@ from pynamodb.exceptions import PutError
 from dripline import clock
 from dripline.errors import NotFound
 from dripline.observability import logger
+from dripline import records
 from dripline.storage import contacts, deliveries, runs, stats
 from dripline.storage.models import EmailEvent, email_event_sk
 from dripline.storage.util import is_condition_failure
@@ -51,7 +52,8 @@ def handle(detail: dict[str, Any]) -> EmailEventReport:
         return _record_send(run, mail, message_id)
     # Suppress first: it is idempotent, so a retry after any failure below still gets
     # there, whereas a marker written first would make the retry a "duplicate".
-    suppressed = _suppresses(detail, event_type) and _unsubscribe(run.team_id, run.pipelineable_id)
+    contact_id = _contact_of(run, mail)
+    suppressed = _suppresses(detail, event_type) and contact_id is not None and _unsubscribe(run.team_id, contact_id)
     if not _record_once(run, message_id, event_type, _occurred_at(detail, event_type)):
         return EmailEventReport("duplicate", suppressed)
     stats.email_event(run.team_id, run.pipeline_id, COUNTERS[event_type])
@@ -65,6 +67,15 @@ def _record_send(run, mail: dict[str, Any], message_id: str) -> EmailEventReport
         return EmailEventReport("ignored")
     deliveries.record_send(run.team_id, run.run_id, int(steps[0]), message_id, clock.now())
     return EmailEventReport("recorded")
+
+
+def _contact_of(run, mail: dict[str, Any]) -> str | None:
+    """The contact the email went to: its `contact` tag (a deal's contacts), else the run's
+    contact; None for an email to no contact (a deal's owner)."""
+    tagged = (mail.get("tags") or {}).get("contact") or []
+    if tagged:
+        return str(tagged[0])
+    return run.pipelineable_id if run.pipelineable_type == records.CONTACT.name else None
 
 
 def _suppresses(detail: dict[str, Any], event_type: str) -> bool:

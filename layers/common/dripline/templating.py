@@ -41,6 +41,7 @@ from jinja2.runtime import Context, Undefined, markup_join, str_join
 from jinja2.sandbox import SandboxedEnvironment
 
 from dripline.errors import ValidationFailed
+from dripline.records import NAMES as RECORD_TYPE_NAMES
 
 MAX_OUTPUT = 1_000_000  # characters of rendered text
 MAX_VALUE = 1_000_000  # characters or items of any value a template builds
@@ -49,7 +50,10 @@ MAX_LOOP_ITEMS = 10_000  # loop iterations per render
 RENDER_SECONDS = 2.0
 MAX_SEPARATOR = 10
 
-CONTEXT_NAMES = frozenset({"contact", "pipeline", "unsubscribe_url"})
+# Every name some step's context offers: each record type's (dripline.records), the pipeline
+# and the contact's unsubscribe link. Which of them one step may use depends on its
+# pipeline's model type and its recipients: `check(..., names=records.template_names(...))`.
+CONTEXT_NAMES = frozenset({"pipeline", "unsubscribe_url", *RECORD_TYPE_NAMES})
 ALLOWED_NODES = (
     nodes.Template, nodes.Output, nodes.TemplateData, nodes.Const, nodes.Name, nodes.Getattr, nodes.Getitem,
     nodes.Slice, nodes.List, nodes.Tuple, nodes.If, nodes.For, nodes.CondExpr, nodes.And, nodes.Or, nodes.Not,
@@ -85,10 +89,11 @@ class RenderFailed(Exception):
 # --- the allowed language, checked -----------------------------------------------------
 
 
-def check(source: str, field: str = "message") -> None:
-    """Raise ValidationFailed (naming `field`) if `source` does not compile or leaves the language."""
+def check(source: str, field: str = "message", names: frozenset[str] = CONTEXT_NAMES) -> None:
+    """Raise ValidationFailed (naming `field`) if `source` does not compile, leaves the
+    language, or uses a context name outside `names`."""
     try:
-        _checked_tree(source)
+        _checked_tree(source, names)
     except TemplateSyntaxError as exc:
         raise ValidationFailed(field, f"template error on line {exc.lineno}: {exc.message}") from exc
     except TemplateRefused as exc:
@@ -97,11 +102,11 @@ def check(source: str, field: str = "message") -> None:
         raise ValidationFailed(field, "the template nests too deeply") from exc
 
 
-def _checked_tree(source: str) -> nodes.Template:
+def _checked_tree(source: str, names: frozenset[str] = CONTEXT_NAMES) -> nodes.Template:
     tree = _environment(False).parse(source)
     targets = [loop.target for loop in tree.find_all(nodes.For)]
     loop_names = {n.name for t in targets for n in (t, *t.find_all(nodes.Name)) if isinstance(n, nodes.Name)}
-    allowed_names = CONTEXT_NAMES | loop_names | {"loop"}
+    allowed_names = names | loop_names | {"loop"}
     for node in tree.find_all(nodes.Node):
         _check_node(node, allowed_names)
     return tree
@@ -112,7 +117,8 @@ def _check_node(node: nodes.Node, allowed_names: set[str] | frozenset[str]) -> N
     if not isinstance(node, ALLOWED_NODES):
         raise TemplateRefused(f"{type(node).__name__.lower()} is not allowed in templates {line}")
     if isinstance(node, nodes.Name) and node.ctx == "load" and node.name not in allowed_names:
-        raise TemplateRefused(f"unknown name {node.name!r}: use {', '.join(sorted(CONTEXT_NAMES))} {line}")
+        offered = sorted(n for n in allowed_names if n in CONTEXT_NAMES)
+        raise TemplateRefused(f"unknown name {node.name!r}: use {', '.join(offered)} {line}")
     if isinstance(node, nodes.Getattr):
         if node.attr.startswith("_"):
             raise TemplateRefused(f"the attribute {node.attr!r} is not allowed {line}")

@@ -21,8 +21,9 @@ from email.mime.text import MIMEText
 from email.policy import compat32
 from email.utils import formatdate, make_msgid
 
-from dripline import templating, unsubscribe
+from dripline import records, templating, unsubscribe
 from dripline.actions import ActionContext, ActionError, register
+from dripline.records import EmailRecipient
 from dripline.domain import Step
 from dripline.engine import ActionResult
 from dripline.errors import ValidationFailed
@@ -47,51 +48,79 @@ class SendEmail:
             raise ValidationFailed("data.subject", "send_email needs a non-empty subject")
         if len(subject) > MAX_SUBJECT:
             raise ValidationFailed("data.subject", f"at most {MAX_SUBJECT} characters")
+        to = step.data.get("to")
+        if to is not None and not isinstance(to, str):
+            raise ValidationFailed("data.to", "must be a string")  # which values: per model type (dripline.records)
         templating.check(subject, "data.subject")
         templating.check(step.message, "message")
 
     def execute(self, ctx: ActionContext) -> ActionResult:
-        contact = ctx.contact
-        if contact.unsubscribed:
-            return ActionResult.skipped("unsubscribed")
+        """One email to each recipient `data.to` names for the run's record (a contact: itself;
+        a deal: its `owner`, or its `contacts`, each with its own unsubscribe link).
+
+        Recipients are sent to in order and the first failure ends the step (classified
+        by the processor: a retry starts again from the first recipient; see README,
+        "Model types", for what that means for a deal's contacts)."""
+        target = records.get(ctx.record.type).target(ctx.step.data.get("to"))
+        if target is None:
+            raise ActionError(f"unknown_recipient: to={ctx.step.data.get('to')!r}", retryable=False)
+        recipients = target.recipients(ctx.record)
+        sent = [self._send(ctx, r) for r in recipients if r.contact is None or not r.contact.unsubscribed]
+        if not sent:
+            return ActionResult.skipped("unsubscribed" if recipients else "no_recipient")
+        if len(recipients) == 1:
+            return ActionResult.succeeded(message_id=sent[0], to=recipients[0].address)
+        return ActionResult.succeeded(message_id=sent[0], sent=len(sent), skipped=len(recipients) - len(sent))
+
+    def _send(self, ctx: ActionContext, recipient: EmailRecipient) -> str:
+        """Render and send one email; its SES message id."""
         settings = ctx.settings
-        try:
-            key = settings.unsubscribe_secret
-        except SecretUnavailable as exc:  # fail closed: no link, no email; a later attempt may read it
-            raise ActionError(f"SecretUnavailable: {exc}", retryable=True) from exc
-        link = unsubscribe.unsubscribe_url(
-            settings.public_api_url, key, contact.team_id, contact.contact_id, contact.subscription_generation, ctx.now
-        )
-        context = {"contact": contact.template_context(), "pipeline": {"name": ctx.pipeline.name}, "unsubscribe_url": link}
+        contact = recipient.contact
+        link = None
+        if contact is not None:  # a contact's email carries its own unsubscribe link (RFC 8058)
+            try:
+                key = settings.unsubscribe_secret
+            except SecretUnavailable as exc:  # fail closed: no link, no email; a later attempt may read it
+                raise ActionError(f"SecretUnavailable: {exc}", retryable=True) from exc
+            link = unsubscribe.unsubscribe_url(
+                settings.public_api_url, key, contact.team_id, contact.contact_id, contact.subscription_generation, ctx.now
+            )
+        context = ctx.template_context(recipient, link)
 
         subject = _subject_line(templating.render_text(str(ctx.step.data["subject"]), context))
         text = templating.render_text(ctx.step.message, context)
         html = templating.render_html(ctx.step.message, context)
         message = MIMEMultipart("alternative")
         message["From"] = _header_value(settings.email_from)
-        message["To"] = _header_value(contact.email)
+        message["To"] = _header_value(recipient.address)
         message["Subject"] = Header(subject, UTF8, header_name="Subject")
         message["Date"] = formatdate(ctx.now.timestamp(), usegmt=True)
         message["Message-ID"] = make_msgid(domain="dripline")
-        message["List-Unsubscribe"] = _header_value(f"<{link}>")
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        message.attach(MIMEText(f"{text}\n\n--\nUnsubscribe: {link}\n", "plain", UTF8))
-        body = f'<html><body><p>{html}</p><p><a href="{link}">Unsubscribe</a></p></body></html>'
+        footer_text, footer_html = "", ""
+        if link is not None:
+            message["List-Unsubscribe"] = _header_value(f"<{link}>")
+            message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+            footer_text, footer_html = f"\n\n--\nUnsubscribe: {link}", f'<p><a href="{link}">Unsubscribe</a></p>'
+        message.attach(MIMEText(f"{text}{footer_text}\n", "plain", UTF8))
+        body = f"<html><body><p>{html}</p>{footer_html}</body></html>"
         message.attach(MIMEText(body, "html", UTF8))
 
+        tags = [
+            {"Name": "team", "Value": _tag(ctx.record.team_id)},
+            {"Name": "pipeline", "Value": _tag(ctx.pipeline.pipeline_id)},
+            {"Name": "run", "Value": _tag(ctx.run.run_id)},
+            {"Name": "step", "Value": str(ctx.step.step_number)},
+        ]
+        if contact is not None:  # whom a bounce or complaint suppresses (dripline.email_events)
+            tags.append({"Name": "contact", "Value": _tag(contact.contact_id)})
         response = ctx.clients.sesv2.send_email(
             FromEmailAddress=settings.email_from,
-            Destination={"ToAddresses": [contact.email]},
+            Destination={"ToAddresses": [recipient.address]},
             Content={"Raw": {"Data": message.as_bytes(policy=UNFOLDED)}},
             ConfigurationSetName=settings.ses_configuration_set,
-            EmailTags=[
-                {"Name": "team", "Value": _tag(contact.team_id)},
-                {"Name": "pipeline", "Value": _tag(ctx.pipeline.pipeline_id)},
-                {"Name": "run", "Value": _tag(ctx.run.run_id)},
-                {"Name": "step", "Value": str(ctx.step.step_number)},
-            ],
+            EmailTags=tags,
         )
-        return ActionResult.succeeded(message_id=response["MessageId"], to=contact.email)
+        return response["MessageId"]
 
 
 def _subject_line(rendered: str) -> str:

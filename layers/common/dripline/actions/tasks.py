@@ -1,4 +1,4 @@
-"""create_task: a follow-up task for a person (title, description, assignee, due date)."""
+"""create_task: a follow-up task about the run's record, a contact or a deal (title, description, assignee, due date)."""
 from __future__ import annotations
 
 import uuid
@@ -38,17 +38,20 @@ class CreateTask:
         templating.check(step.message, "message")
 
     def execute(self, ctx: ActionContext) -> ActionResult:
-        context = {"contact": ctx.contact.template_context(), "pipeline": {"name": ctx.pipeline.name}}
+        context = ctx.template_context()
+        record = ctx.record
         description = templating.render_text(ctx.step.message, context).strip()
         title = ctx.step.data.get("title") or (description.splitlines() or [DEFAULT_TITLE])[0]
         due_in = ctx.step.data.get("due_in_seconds")
         task_id = uuid.uuid5(uuid.NAMESPACE_URL, f"dripline:task:{ctx.run.run_id}:{ctx.step.step_number}").hex
         task, created = tasks.create_task(
             Task(
-                ctx.contact.team_id,
+                record.team_id,
                 task_id,
-                contact_key=f"{ctx.contact.team_id}#{ctx.contact.contact_id}",
-                contact_id=ctx.contact.contact_id,
+                contact_key=tasks.record_key(record.team_id, record.type, record.id),
+                contact_id=ctx.contact.contact_id if ctx.contact is not None else None,
+                pipelineable_type=record.type,
+                pipelineable_id=record.id,
                 run_id=ctx.run.run_id,
                 pipeline_id=ctx.pipeline.pipeline_id,
                 step_number=ctx.step.step_number,

@@ -292,7 +292,7 @@ class Webhook:
             target = check_url(ctx.step.data.get("url"), allow_insecure_local=insecure)
         except ValidationFailed as exc:  # saved under other rules, or edited in the table
             raise ActionError(f"refused_url: {exc.message}", retryable=False) from exc
-        context = {"contact": ctx.contact.template_context(), "pipeline": {"name": ctx.pipeline.name}}
+        context = ctx.template_context()
         run, key = ctx.run, f"{ctx.run.run_id}:{ctx.step.step_number}"
         body = json.dumps(
             {

@@ -12,17 +12,20 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from dripline import actions, enrollment, templating
-from dripline.api.schemas import ContactIn, ContactPatch, PipelineIn
+from dripline import actions, enrollment, records, templating
+from dripline.api.schemas import ContactIn, ContactPatch, DealIn, DealPatch, PipelineIn
 from dripline.domain import ACTIVE_STATUSES, Step
 from dripline.errors import Conflict, NotFound, ValidationFailed
 from dripline.settings import Settings
-from dripline.storage import contacts, pipelines, runs, stats
-from dripline.storage.models import Contact, PipelineRun
+from dripline.storage import contacts, deals, pipelines, runs, stats
+from dripline.storage.models import Contact, Deal, PipelineRun
 from dripline.wait_until import WaitUntil
 from dripline.windows import SendWindow
 
-CONTACT = "contact"
+CONTACT = records.CONTACT.name
+DEAL = records.DEAL.name
+# Data fields of a step that are templates (the message always is).
+TEMPLATED_DATA = ("subject", "title")
 # A pipeline version is one DynamoDB item (at most 400 KB); keep clear of the limit.
 MAX_STEPS_BYTES = 350_000
 
@@ -60,6 +63,7 @@ def validate_steps(body: PipelineIn) -> list[Step]:
         try:
             _checked(lambda: templating.check(step.message, "message"), "message")
             _checked(lambda: action.validate(step), "data")
+            _check_for_model_type(body.model_type, step)
         except ValidationFailed as exc:
             raise ValidationFailed(f"{where}.{exc.field}", exc.message) from exc
         steps.append(step)
@@ -67,6 +71,23 @@ def validate_steps(body: PipelineIn) -> list[Step]:
     if size > MAX_STEPS_BYTES:
         raise ValidationFailed("steps", f"too large once stored ({size} bytes; at most {MAX_STEPS_BYTES})")
     return steps
+
+
+def _check_for_model_type(model_type: str, step: Step) -> None:
+    """What depends on the record type: whom an email goes to (`data.to`), and the names
+    the templates may use (`deal` on a deal pipeline, `contact` only where each email goes
+    to a contact): a template naming another type's record could never render."""
+    kind = records.get(model_type)
+    target = None
+    if step.action_type == "send_email":
+        target = kind.target(step.data.get("to"))
+        if target is None:
+            choices = " or ".join(f"`{t.name}`" for t in kind.email_targets)
+            raise ValidationFailed("data.to", f"a {model_type} pipeline's email goes to {choices}")
+    allowed = records.template_names(model_type, target)
+    sources = [("message", step.message)] + [(f"data.{k}", step.data[k]) for k in TEMPLATED_DATA if isinstance(step.data.get(k), str)]
+    for field, source in sources:
+        _checked(lambda: templating.check(source, field, names=allowed), field)
 
 
 def _checked(check: Callable[[], None], field: str) -> None:
@@ -90,6 +111,9 @@ def create_pipeline(team_id: str, body: PipelineIn, now: datetime) -> pipelines.
 
 def update_pipeline(team_id: str, pipeline_id: str, body: PipelineIn, now: datetime) -> pipelines.Pipeline:
     current = pipelines.get_pipeline(team_id, pipeline_id)  # 404 before 422: the id is checked first
+    if body.model_type != current.spec.model_type:
+        # Its runs, automatic setting and templates all belong to one record type.
+        raise ValidationFailed("model_type", f"a pipeline keeps its model_type ({current.spec.model_type}); create a new one")
     steps = validate_steps(body)
     if current.status != "active":
         raise Conflict(f"pipeline {pipeline_id} is archived")
@@ -233,3 +257,52 @@ def unassign(team_id: str, contact_id: str, run_id: str, now: datetime) -> None:
 
     if run.pipeline_id in (contacts.get_contact(team_id, contact_id).pipeline_ids or []):
         contacts.modify_contact(team_id, contact_id, drop, now)
+
+
+# --- deals -------------------------------------------------------------------------------------
+
+
+def _check_contacts(team_id: str, contact_ids: list[str], field: str) -> None:
+    """Every id names a contact of the team (one batch read)."""
+    found = contacts.find_contacts(team_id, contact_ids)
+    missing = [c for c in contact_ids if c not in found]
+    if missing:
+        raise ValidationFailed(field, f"{missing[0]} is not a contact of this team")
+
+
+def create_deal(team_id: str, body: DealIn, now: datetime) -> Deal:
+    """Write the deal; its stream INSERT enrolls it in the team's automatic deal pipelines."""
+    _check_contacts(team_id, body.contact_ids, "contact_ids")
+    return deals.create_deal(
+        Deal(
+            team_id,
+            uuid.uuid4().hex,
+            name=body.name,
+            value=body.value,
+            stage=body.stage,
+            owner_email=body.owner_email,
+            contact_ids=body.contact_ids,
+            attributes=body.attributes,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+
+
+def patch_deal(team_id: str, deal_id: str, body: DealPatch, now: datetime) -> Deal:
+    current = deals.get_deal(team_id, deal_id)  # 404 before 422
+    changes = body.model_dump(include=body.model_fields_set)
+    if "contact_ids" in changes:
+        _check_contacts(team_id, [c for c in changes["contact_ids"] if c not in set(current.contact_ids or [])], "contact_ids")
+    if not changes:
+        return current
+    return deals.modify_deal(team_id, deal_id, lambda _current: changes, now)
+
+
+def delete_deal(team_id: str, deal_id: str) -> None:
+    deals.delete_deal(team_id, deal_id)
+
+
+def deal_runs(team_id: str, deal_id: str) -> list[PipelineRun]:
+    deals.get_deal(team_id, deal_id)
+    return sorted(runs.runs_of(team_id, DEAL, deal_id), key=lambda r: (r.created_at, r.run_id))

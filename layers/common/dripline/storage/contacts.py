@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from pynamodb.exceptions import DeleteError, DoesNotExist, UpdateError
+from pynamodb.exceptions import DoesNotExist
 
 from dripline.domain import ContactView
-from dripline.errors import Conflict, NotFound
+from dripline.errors import NotFound
 from dripline.storage.models import Contact
-from dripline.storage.util import is_condition_failure, plain
+from dripline.storage.util import delete_record, modify_record, plain
 
 
 def get_contact(team_id: str, contact_id: str) -> Contact:
@@ -65,17 +65,6 @@ def view(contact: Contact) -> ContactView:
 # --- writes and listings for the API ------------------------------------------------------------
 
 
-def next_stamp(previous: datetime | None, now: datetime) -> datetime:
-    """The updated_at of a new write: now, but always after the previous write.
-
-    A manual assignment's enrollment key is derived from updated_at, so two writes
-    must never share one (a fast or frozen clock would otherwise let them).
-    """
-    if previous is not None and now <= previous:
-        return previous + timedelta(milliseconds=1)
-    return now
-
-
 def create_contact(contact: Contact) -> Contact:
     """Write a new contact (its stream INSERT enrolls it)."""
     contact.save(condition=Contact.contact_id.does_not_exist())
@@ -85,41 +74,14 @@ def create_contact(contact: Contact) -> Contact:
 def modify_contact(
     team_id: str, contact_id: str, change: Callable[[Contact], dict[str, Any]], now: datetime, *, attempts: int = 5
 ) -> Contact:
-    """Apply `change(current) -> {field: new value}` as one conditional update.
-
-    The update is conditioned on the contact's updated_at as read, so a concurrent
-    writer makes us read again and recompute rather than overwrite its change. A None
-    value removes the attribute. updated_at is always bumped (see next_stamp).
-    Raises NotFound for an unknown (or concurrently deleted) contact.
-    """
-    for _ in range(attempts):
-        current = get_contact(team_id, contact_id)
-        changes = change(current)
-        actions = [
-            getattr(Contact, name).remove() if value is None else getattr(Contact, name).set(value)
-            for name, value in changes.items()
-        ]
-        actions.append(Contact.updated_at.set(next_stamp(current.updated_at, now)))
-        try:
-            current.update(actions=actions, condition=Contact.updated_at == current.updated_at)
-        except UpdateError as exc:
-            if not is_condition_failure(exc):
-                raise
-            continue  # changed or deleted since we read it: read again
-        return current
-    raise Conflict(f"contact {contact_id} is being changed concurrently; retry")
+    """Apply `change(current) -> {field: new value}` as one conditional update
+    (dripline.storage.util.modify_record). Raises NotFound for an unknown contact."""
+    return modify_record(lambda: get_contact(team_id, contact_id), change, now, what=f"contact {contact_id}", attempts=attempts)
 
 
 def delete_contact(team_id: str, contact_id: str) -> Contact:
     """Delete a contact (its stream REMOVE cancels its runs); NotFound if unknown."""
-    contact = get_contact(team_id, contact_id)
-    try:
-        contact.delete(condition=Contact.contact_id.exists())
-    except DeleteError as exc:
-        if is_condition_failure(exc):
-            raise NotFound(f"contact {contact_id} not found") from exc
-        raise
-    return contact
+    return delete_record(get_contact(team_id, contact_id), f"contact {contact_id}")
 
 
 def list_contacts(team_id: str, *, limit: int = 50, start_key: dict | None = None) -> tuple[list[Contact], dict | None]:
