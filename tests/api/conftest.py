@@ -97,7 +97,7 @@ def stream(aws) -> StreamReader:
 
 
 def deliver(stream: StreamReader) -> dict:
-    """Hand every new contacts-stream record to the enrollment handler, as Lambda would."""
+    """Hand every new record of a stream (contacts or deals) to the enrollment handler, as Lambda would."""
     from functions.enrollment import app as enrollment_app
 
     records = stream.read()
@@ -116,7 +116,7 @@ def table_items(settings, name: str) -> list[dict]:
 def snapshot(aws, settings):
     """snapshot() -> the contents of every table, for before/after comparisons."""
     def take() -> dict[str, list[dict]]:
-        return {name: table_items(settings, name) for name in ("contacts_table", "pipelines_table", "runs_table", "tasks_table")}
+        return {name: table_items(settings, name) for name in ("contacts_table", "deals_table", "pipelines_table", "runs_table", "tasks_table")}
     return take
 
 
