@@ -1,0 +1,59 @@
+"""The model-type registry (dripline.records): what differs between contacts and deals, with no AWS."""
+import pytest
+
+from dripline import records, templating
+from dripline.domain import ContactView, DealView
+from dripline.errors import ValidationFailed
+
+
+def test_a_stream_record_says_its_type_by_its_keys():
+    assert records.type_of_keys({"team_id": {"S": "t"}, "contact_id": {"S": "c"}}) is records.CONTACT
+    assert records.type_of_keys({"team_id": {"S": "t"}, "deal_id": {"S": "d"}}) is records.DEAL
+    with pytest.raises(ValueError):
+        records.type_of_keys({"team_id": {"S": "t"}, "company_id": {"S": "x"}})
+
+
+def test_each_type_names_whom_its_emails_go_to():
+    assert records.CONTACT.target(None).name == "contact" and records.CONTACT.target("owner") is None
+    assert records.DEAL.target(None) is None  # a deal's email must say: owner or contacts
+    assert [t.name for t in records.DEAL.email_targets] == ["owner", "contacts"]
+
+
+def test_a_deal_owner_is_emailed_without_a_contact_and_a_deal_without_owner_has_no_recipient():
+    deal = DealView(team_id="t", deal_id="d", name="Renewal", owner_email="sam@example.com")
+    record = records.Record(type="deal", team_id="t", id="d", fields=deal.template_context(), view=deal)
+    (owner,) = records.DEAL.target("owner").recipients(record)
+    assert (owner.address, owner.contact) == ("sam@example.com", None)
+    nobody = DealView(team_id="t", deal_id="d", name="Renewal")
+    assert records.DEAL.target("owner").recipients(
+        records.Record(type="deal", team_id="t", id="d", fields=nobody.template_context(), view=nobody)) == []
+
+
+@pytest.mark.parametrize("model_type, to, source, allowed", [
+    ("deal", "owner", "{{ deal.name }} {{ pipeline.name }}", True),
+    ("deal", "owner", "{{ contact.first_name }}", False),
+    ("deal", "owner", "{{ unsubscribe_url }}", False),
+    ("deal", "contacts", "{{ contact.first_name }} {{ deal.name }} {{ unsubscribe_url }}", True),
+    ("contact", "contact", "{{ contact.first_name }} {{ unsubscribe_url }}", True),
+    ("contact", "contact", "{{ deal.name }}", False),
+])
+def test_templates_may_name_only_what_their_step_will_have(model_type, to, source, allowed):
+    names = records.template_names(model_type, records.get(model_type).target(to))
+    if allowed:
+        templating.check(source, "message", names=names)
+    else:
+        with pytest.raises(ValidationFailed):
+            templating.check(source, "message", names=names)
+
+
+def test_a_contact_renders_as_contact_and_a_deal_as_deal():
+    contact = ContactView(team_id="t", contact_id="c", email="ada@example.com", first_name="Ada")
+    context = records.template_context(records.contact_record(contact), "Welcome")
+    assert context["contact"]["first_name"] == "Ada" and context["pipeline"] == {"name": "Welcome"}
+    deal = DealView(team_id="t", deal_id="d", name="Renewal", value=12000, contact_ids=("c",))
+    record = records.Record(type="deal", team_id="t", id="d", fields=deal.template_context(), view=deal)
+    context = records.template_context(record, "Deals", records.EmailRecipient("ada@example.com", contact), "https://u")
+    assert (context["deal"]["value"], context["contact"]["first_name"], context["unsubscribe_url"]) == (12000, "Ada", "https://u")
+    assert records.get("deal") is records.DEAL
+    with pytest.raises(LookupError):
+        records.get("company")
