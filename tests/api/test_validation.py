@@ -18,7 +18,7 @@ PIPELINE_CASES = [
     ("name empty", {"name": ""}, "name"),
     ("name blank", {"name": "   "}, "name"),
     ("name too long", {"name": "x" * 201}, "name"),
-    ("model_type unknown", {"model_type": "deal"}, "model_type"),
+    ("model_type unknown", {"model_type": "company"}, "model_type"),
     ("no steps", {"steps": []}, "steps"),
     ("51 steps", {"steps": [step(step_number=n) for n in range(1, 52)]}, "steps"),
     ("step_number 0", {"steps": [step(step_number=0)]}, "steps[0].step_number"),
