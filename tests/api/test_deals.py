@@ -198,6 +198,7 @@ def test_deal_crud_round_trip(api):
     ({"name": "x", "contact_ids": [f"c{i}" for i in range(51)]}, "contact_ids"),
     ({"name": "x", "team_id": "globex"}, "team_id"),
     ({"name": "x", "attributes": {f"k{i}": i for i in range(51)}}, "attributes"),
+    ({"name": "x", "attributes": {"h": [{"": False}]}}, "attributes"),
 ])
 def test_a_bad_deal_is_refused_and_nothing_is_written(api, snapshot, body, field):
     before = snapshot()
@@ -212,6 +213,7 @@ def test_deal_errors_on_patch_get_and_delete(api, snapshot):
     other_teams_contact = api.post("/contacts", contact_body(), team=OTHER).body["contact_id"]
     before = snapshot()
     assert api.patch(f"/deals/{deal['deal_id']}", {"name": None}).status == 422
+    assert api.patch(f"/deals/{deal['deal_id']}", {"attributes": {"h": {"": False}}}).status == 422
     assert api.patch(f"/deals/{deal['deal_id']}", {"contact_ids": [other_teams_contact]}).status == 422
     assert api.patch("/deals/nope", {"stage": "won"}).status == 404
     assert api.get("/deals/nope").status == 404

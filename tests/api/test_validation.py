@@ -158,6 +158,7 @@ CONTACT_CASES = [
     ("timezone an offset", {"timezone": "+02:00"}, "timezone"),
     ("51 attributes", {"attributes": {f"k{i}": i for i in range(51)}}, "attributes"),
     ("attributes not an object", {"attributes": ["plan"]}, "attributes"),
+    ("nested empty attribute key", {"attributes": {"plan": {"": 1}}}, "attributes"),
     ("first_name too long", {"first_name": "x" * 201}, "first_name"),
     ("pipeline unknown", {"pipeline_ids": ["nope"]}, "pipeline_ids"),
     ("pipeline archived", {"pipeline_ids": ["<archived>"]}, "pipeline_ids"),
@@ -212,6 +213,8 @@ PATCH_CASES = [
     ("timezone unknown", {"timezone": "Nowhere/Special"}, "timezone"),
     ("attributes null", {"attributes": None}, "attributes"),
     ("51 attributes", {"attributes": {f"k{i}": i for i in range(51)}}, "attributes"),
+    # DynamoDB has no empty attribute name at any depth (this was a 500 on PATCH, found by the fuzzer).
+    ("nested empty attribute key", {"attributes": {"h": {"": False}}}, "attributes"),
     ("pipeline_ids null", {"pipeline_ids": None}, "pipeline_ids"),
     ("pipeline unknown", {"pipeline_ids": ["nope"]}, "pipeline_ids"),
     ("pipeline archived", {"pipeline_ids": ["<archived>"]}, "pipeline_ids"),

@@ -44,9 +44,9 @@ _CONTACT_TARGETS = {
     "get_contact": "contact_id", "patch_contact": "contact_id", "delete_contact": "contact_id",
     "contact_runs": "contact_id", "assign": "contact_id", "list_tasks": "contact_id",
 }
-_DEAL_TARGETS = {
-    "get_deal": "deal_id", "patch_deal": "deal_id", "delete_deal": "deal_id", "deal_runs": "deal_id", "list_tasks": "deal_id",
-}
+# Not list_tasks: a second link into it (filling deal_id where contact's fills contact_id) makes
+# schemathesis draw its query differently per source, which hypothesis refuses as flaky.
+_DEAL_TARGETS = {"get_deal": "deal_id", "patch_deal": "deal_id", "delete_deal": "deal_id", "deal_runs": "deal_id"}
 _link("create_pipeline", "201", "$response.body#/pipeline_id", _PIPELINE_TARGETS)
 _link("update_pipeline", "200", "$response.body#/pipeline_id", _PIPELINE_TARGETS)
 _link("list_pipelines", "200", "$response.body#/items/0/pipeline_id", _PIPELINE_TARGETS)

@@ -85,6 +85,10 @@ def check_attributes(value: dict[str, Any]) -> dict[str, Any]:
         if isinstance(node, (int, float)) and not isinstance(node, bool) and not _storable_number(node):
             raise ValueError("numbers must have at most 38 digits and a magnitude within 1e-130..1e125")
         if isinstance(node, dict):
+            # DynamoDB refuses an empty attribute name at any depth (moto answered UpdateItem
+            # with a body botocore cannot parse: a 500 the fuzzer found).
+            if any(not key or len(key) > 128 for key in node):
+                raise ValueError("keys must be 1-128 characters at every level")
             for child in node.values():
                 walk(child, depth + 1)
         elif isinstance(node, list):
