@@ -4,8 +4,19 @@
   the template's intrinsics (!Ref, !Sub, !GetAtt ...) pointing at local resources.
 - `LocalFunction` loads a function's handler from its CodeUri by file path (every
   handler file is called app.py, so each gets its own module name), and invokes it with
-  a Lambda-like context whose remaining time counts down from the template's Timeout.
-  Invocations beyond ReservedConcurrentExecutions wait, as throttled events would retry.
+  a Lambda-like context whose remaining time counts down from the template's Timeout,
+  from the moment the event starts running.
+
+Lambda runs one event at a time per execution environment, each environment with its
+own copy of every module. Here all of a function's invocations share this process's
+modules, so a function runs at most as many events at once as it has environments
+(`LocalFunction.environments`); the others wait, as throttled events would retry:
+- a function behind the HTTP API gets one environment. Powertools' event handler keeps
+  the event it is serving in a class attribute (`BaseRouter.current_event`), one per
+  process: two requests served at once would read each other's body and claims;
+- any other function runs up to its ReservedConcurrentExecutions events at once
+  (unbounded without one): its code keeps no per-event state in shared objects, and
+  overlapping invocations (two processor ticks) must overlap here as they do in Lambda.
 """
 from __future__ import annotations
 
@@ -14,6 +25,7 @@ import secrets
 import sys
 import threading
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +213,7 @@ class LocalFunction:
         timeout: float = 3,
         memory: int = 128,
         reserved_concurrency: int | None = None,
+        http_api: bool = False,
         region: str = "us-east-1",
         service: str | None = None,
     ) -> None:
@@ -214,7 +227,9 @@ class LocalFunction:
         self.arn = f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{self.name}"
         self._handler: Callable[[dict, Any], Any] | None = None
         self._load_lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(reserved_concurrency) if reserved_concurrency else None
+        # How many events may run at once (None: no bound); see the module's docstring.
+        self.environments = 1 if http_api else reserved_concurrency or None
+        self._slots = threading.BoundedSemaphore(self.environments) if self.environments else None
 
     @property
     def path(self) -> Path:
@@ -237,11 +252,9 @@ class LocalFunction:
 
     def invoke(self, event: dict[str, Any]) -> Any:
         handler = self.handler()
-        context = self.context()
-        with labelled(context, self.service):  # its output lines name this function
-            if self._slots is None:
-                return handler(event, context)
-            with self._slots:
+        with self._slots or nullcontext():
+            context = self.context()  # its time counts from when an environment takes the event
+            with labelled(context, self.service):  # its output lines name this function
                 return handler(event, context)
 
 
@@ -263,11 +276,14 @@ def load_functions(region: str, template_path: Path = TEMPLATE_PATH) -> dict[str
             timeout=props.get("Timeout", 3),
             memory=props.get("MemorySize", 128),
             reserved_concurrency=props.get("ReservedConcurrentExecutions"),
+            http_api=any(e.get("Type") == "HttpApi" for e in (props.get("Events") or {}).values()),
             region=region,
             service=props.get("Environment", {}).get("Variables", {}).get("POWERTOOLS_SERVICE_NAME"),
         )
     project = root.parent
     for key, (logical_id, timeout) in DEFAULT_FUNCTIONS.items():
         if key not in functions:
-            functions[key] = LocalFunction(logical_id, project / "functions" / key, timeout=timeout, memory=512, region=region)
+            functions[key] = LocalFunction(
+                logical_id, project / "functions" / key, timeout=timeout, memory=512, http_api=key == "api", region=region
+            )
     return functions
