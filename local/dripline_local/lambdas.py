@@ -9,14 +9,24 @@
 
 Lambda runs one event at a time per execution environment, each environment with its
 own copy of every module. Here all of a function's invocations share this process's
-modules, so a function runs at most as many events at once as it has environments
-(`LocalFunction.environments`); the others wait, as throttled events would retry:
-- a function behind the HTTP API gets one environment. Powertools' event handler keeps
-  the event it is serving in a class attribute (`BaseRouter.current_event`), one per
-  process: two requests served at once would read each other's body and claims;
+modules (one copy per process, not per environment: separate module state would need a
+process per environment, and the virtual clock, fault injection and metering live in
+this one). So a function runs at most as many events at once as it has environments
+(`LocalFunction.environments`), and the others wait, as throttled events would retry:
+- a function whose per-event state lives in shared objects gets one environment, i.e.
+  its events are serialised:
+  - behind the HTTP API: Powertools' event handler keeps the event it is serving in a
+    class attribute (`BaseRouter.current_event`), one per process: two requests served
+    at once would read each other's body and claims (tests/e2e/test_local_environments.py
+    reproduces it);
+  - fed by a DynamoDB stream: its module-level BatchProcessor holds the batch's records
+    and failures (Lambda, too, hands one batch per shard at a time);
 - any other function runs up to its ReservedConcurrentExecutions events at once
-  (unbounded without one): its code keeps no per-event state in shared objects, and
-  overlapping invocations (two processor ticks) must overlap here as they do in Lambda.
+  (unbounded without one): overlapping invocations (two processor ticks, a tick's
+  workers) must overlap here as they do in Lambda, and their code keeps per-event state
+  in locals. What they do share here and not in Lambda is observability only: the
+  Powertools logger's Lambda-context keys (each line is relabelled, dripline_local.logs)
+  and the metrics buffer, flushed by whichever overlapping invocation ends first.
 """
 from __future__ import annotations
 
@@ -40,6 +50,8 @@ STACK_NAME = "dripline-local"
 # Template parameters the local stack sets instead of taking the default.
 LOCAL_PARAMETERS = {"Stage": "local"}
 # The API's function may not be in the template (yet): this is where it lives by convention.
+# Functions fed by these event sources run one event at a time (see the module's docstring).
+SERIALISED_EVENT_SOURCES = {"HttpApi", "DynamoDB"}
 DEFAULT_FUNCTIONS = {"api": ("ApiFunction", 29), "enrollment": ("EnrollmentFunction", 60), "processor": ("ProcessorFunction", 120)}
 
 
@@ -213,7 +225,7 @@ class LocalFunction:
         timeout: float = 3,
         memory: int = 128,
         reserved_concurrency: int | None = None,
-        http_api: bool = False,
+        one_environment: bool = False,
         region: str = "us-east-1",
         service: str | None = None,
     ) -> None:
@@ -228,7 +240,7 @@ class LocalFunction:
         self._handler: Callable[[dict, Any], Any] | None = None
         self._load_lock = threading.Lock()
         # How many events may run at once (None: no bound); see the module's docstring.
-        self.environments = 1 if http_api else reserved_concurrency or None
+        self.environments = 1 if one_environment else reserved_concurrency or None
         self._slots = threading.BoundedSemaphore(self.environments) if self.environments else None
 
     @property
@@ -276,7 +288,7 @@ def load_functions(region: str, template_path: Path = TEMPLATE_PATH) -> dict[str
             timeout=props.get("Timeout", 3),
             memory=props.get("MemorySize", 128),
             reserved_concurrency=props.get("ReservedConcurrentExecutions"),
-            http_api=any(e.get("Type") == "HttpApi" for e in (props.get("Events") or {}).values()),
+            one_environment=bool(SERIALISED_EVENT_SOURCES & {e.get("Type") for e in (props.get("Events") or {}).values()}),
             region=region,
             service=props.get("Environment", {}).get("Variables", {}).get("POWERTOOLS_SERVICE_NAME"),
         )
@@ -284,6 +296,6 @@ def load_functions(region: str, template_path: Path = TEMPLATE_PATH) -> dict[str
     for key, (logical_id, timeout) in DEFAULT_FUNCTIONS.items():
         if key not in functions:
             functions[key] = LocalFunction(
-                logical_id, project / "functions" / key, timeout=timeout, memory=512, http_api=key == "api", region=region
+                logical_id, project / "functions" / key, timeout=timeout, memory=512, one_environment=key in ("api", "enrollment"), region=region
             )
     return functions
