@@ -1,5 +1,6 @@
 """The local stack invokes a function the way Lambda does: one event at a time per
-execution environment, with that environment's module state to itself.
+execution environment. Its functions share one process's modules, so a function whose
+per-event state lives in shared objects gets one environment (dripline_local.lambdas).
 
 Powertools' resolver keeps the event it is serving in a class attribute
 (`BaseRouter.current_event`): shared by every thread of a process. Two events handled
