@@ -186,3 +186,24 @@ def test_the_suppressions_api_adds_idempotently_lists_in_pages_and_refuses_bad_i
     assert api.post("/suppressions", {"email": "c@example.com", "reason": "whim"}).status == 422
     assert api.delete("/suppressions", query={"email": "c@example.com"}).status == 404
     assert snapshot() == before
+
+
+def test_removing_a_suppression_is_an_explicit_logged_act_without_the_address(api, frozen_clock):
+    import io
+    import logging
+
+    from dripline.observability import logger as dripline_logger
+
+    assert api.post("/suppressions", {"email": "ada@example.com", "reason": "complaint"}).status == 201
+    written = io.StringIO()
+    handler = logging.StreamHandler(written)
+    handler.setFormatter(dripline_logger.registered_formatter)
+    logging.getLogger(dripline_logger.name).addHandler(handler)
+    try:
+        assert api.delete("/suppressions", query={"email": "ADA@example.com"}).status == 204
+    finally:
+        logging.getLogger(dripline_logger.name).removeHandler(handler)
+
+    (line,) = [json.loads(x) for x in written.getvalue().splitlines() if '"suppression removed"' in x]
+    assert (line["team_id"], line["reason"]) == (TEAM, "complaint") and line["suppressed_at"]
+    assert "ada@example.com" not in written.getvalue().lower()

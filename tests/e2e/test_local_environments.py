@@ -46,20 +46,20 @@ def lambda_handler(event, context):
 
 OVERLAP_HANDLER = '''
 import threading
-import time
 
 _lock = threading.Lock()
 state = {"inside": 0, "most": 0}
+together = None  # set by a test: a barrier the events wait at, so they overlap if they may
 
 
 def lambda_handler(event, context):
     with _lock:
         state["inside"] += 1
         state["most"] = max(state["most"], state["inside"])
-    time.sleep(event.get("sleep", 0.005))
+    together.wait()
     with _lock:
         state["inside"] -= 1
-    return {"most": state["most"], "remaining_ms": context.get_remaining_time_in_millis()}
+    return state["most"]
 '''
 
 
@@ -124,22 +124,79 @@ def test_the_api_and_the_stream_consumer_get_one_environment_the_others_overlap_
             assert function.environments == reserved
 
 
-def test_an_event_waiting_for_an_environment_keeps_its_whole_time_budget(tmp_path):
-    overlap = _function(tmp_path, OVERLAP_HANDLER, "overlap", timeout=1, one_environment=True)
-    with ThreadPoolExecutor(6) as pool:
-        results = list(pool.map(lambda _: overlap.invoke({"sleep": 0.05}), range(12)))
-    assert max(r["most"] for r in results) == 1
-    # 12 events of 50 ms queue for 0.6 s: each started with (nearly) its full second
-    assert min(r["remaining_ms"] for r in results) > 900
+BUDGET_HANDLER = '''
+work = None  # set by a test: what the event does while it runs
+
+
+def lambda_handler(event, context):
+    remaining = context.get_remaining_time_in_millis()
+    if work is not None:
+        work()
+    return remaining
+'''
+
+
+class FakeMonotonic:
+    """time.monotonic for the Lambda contexts, moved only by the test."""
+
+    def __init__(self) -> None:
+        self.now, self.readers = 0.0, set()
+
+    def monotonic(self) -> float:
+        import threading
+
+        self.readers.add(threading.get_ident())
+        return self.now
+
+    def strftime(self, *args):
+        import time
+
+        return time.strftime(*args)
+
+
+def test_an_event_waiting_for_an_environment_keeps_its_whole_time_budget(tmp_path, monkeypatch):
+    import threading
+
+    from dripline_local import lambda_runtime
+
+    clock = FakeMonotonic()
+    monkeypatch.setattr(lambda_runtime, "time", clock)
+    budget = _function(tmp_path, BUDGET_HANDLER, "budget", timeout=1, one_environment=True)
+    pause = threading.Event()  # never set: a sleep
+
+    def first_event_works_half_a_second() -> None:
+        # once the second event has arrived (its context made, were it made on arrival),
+        # or after a while if it waits for the environment as it should
+        budget.handler().__globals__["work"] = None
+        deadline = 50
+        while deadline and len(clock.readers) < 2:
+            pause.wait(0.01)
+            deadline -= 1
+        clock.now += 0.5
+
+    budget.handler().__globals__["work"] = first_event_works_half_a_second
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(budget.invoke, {})
+        while not clock.readers:  # the first event is running
+            pause.wait(0.001)
+        second = pool.submit(budget.invoke, {})
+        answers = [first.result(), second.result()]
+
+    # then the second's second counted from when it got the environment, not from arrival
+    assert answers == [1000, 1000]
 
 
 @pytest.mark.parametrize("reserved", [None, 2])
 def test_other_functions_overlap_up_to_their_reserved_concurrency(tmp_path, reserved):
+    import threading
+
     # two processor ticks overlap in Lambda (two environments); they must overlap here too
     overlap = _function(tmp_path, OVERLAP_HANDLER, f"reserved{reserved}", timeout=5, reserved_concurrency=reserved)
+    at_once = reserved or 6
+    overlap.handler().__globals__["together"] = threading.Barrier(at_once, timeout=10)
     with ThreadPoolExecutor(6) as pool:
-        results = list(pool.map(lambda _: overlap.invoke({"sleep": 0.05}), range(12)))
-    assert max(r["most"] for r in results) == (reserved or 6)
+        most = list(pool.map(lambda _: overlap.invoke({}), range(12)))
+    assert max(most) == at_once
 
 
 @pytest.mark.e2e
