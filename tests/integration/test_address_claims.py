@@ -115,3 +115,32 @@ def test_a_delete_and_a_create_of_its_address_at_once_leave_at_most_one_holder(a
             contacts.delete_contact(TEAM, winner)
         with pytest.raises(AddressClaim.DoesNotExist):
             AddressClaim.get(TEAM, contacts.claim_sk("ada@example.com"))
+
+
+def test_upserts_of_one_address_at_once_make_one_contact_and_change_it(aws):
+    from dripline.api import service
+    from dripline.api.schemas import ContactIn
+
+    # given 8 CRM syncs of one address (in two cases), each with its own first name
+    start = threading.Barrier(8)
+
+    def upsert(i: int) -> tuple[str, str | None]:
+        body = ContactIn(email=("ADA" if i % 2 else "ada") + "@example.com", first_name=f"Ada{i}")
+        start.wait()
+        try:
+            contact, created = service.upsert_contact(TEAM, body, clock.now())
+            return ("created" if created else "changed"), contact.contact_id
+        except AddressTaken:  # never: an upsert changes the holder instead
+            return "taken", None
+        except Conflict:  # the holder's contact was still being written: 409 "retry"
+            return "retry", None
+
+    # when they run at once
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(upsert, range(8)))
+
+    # then one created the contact, the others changed it or were told to retry
+    (winner,) = [c for o, c in answers if o == "created"]
+    assert all((o == "changed" and c == winner) or (o, c) == ("retry", None) for o, c in answers if c != winner)
+    (only,) = all_contacts()
+    assert only.contact_id == winner and only.first_name.startswith("Ada")
