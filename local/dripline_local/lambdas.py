@@ -49,9 +49,9 @@ ACCOUNT_ID = "123456789012"
 STACK_NAME = "dripline-local"
 # Template parameters the local stack sets instead of taking the default.
 LOCAL_PARAMETERS = {"Stage": "local"}
-# The API's function may not be in the template (yet): this is where it lives by convention.
 # Functions fed by these event sources run one event at a time (see the module's docstring).
 SERIALISED_EVENT_SOURCES = {"HttpApi", "DynamoDB"}
+# The API's function may not be in the template (yet): this is where it lives by convention.
 DEFAULT_FUNCTIONS = {"api": ("ApiFunction", 29), "enrollment": ("EnrollmentFunction", 60), "processor": ("ProcessorFunction", 120)}
 
 
