@@ -10,6 +10,8 @@ per environment); the local stack must not let it happen either.
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -81,8 +83,6 @@ def _event(n: int) -> dict:
 def test_two_events_served_at_once_in_one_process_read_each_others_body(tmp_path):
     """The cause, reproduced: the API function as the local stack ran it before it had
     environments (no bound: every request at once, on threads of one process)."""
-    import threading
-
     # given Powertools' resolver, and two events that are both inside the handler at once
     echo = _function(tmp_path, ECHO_HANDLER, "echo", timeout=10)
     module = echo.handler().__globals__
@@ -143,20 +143,14 @@ class FakeMonotonic:
         self.now, self.readers = 0.0, set()
 
     def monotonic(self) -> float:
-        import threading
-
         self.readers.add(threading.get_ident())
         return self.now
 
     def strftime(self, *args):
-        import time
-
         return time.strftime(*args)
 
 
 def test_an_event_waiting_for_an_environment_keeps_its_whole_time_budget(tmp_path, monkeypatch):
-    import threading
-
     from dripline_local import lambda_runtime
 
     clock = FakeMonotonic()
@@ -188,8 +182,6 @@ def test_an_event_waiting_for_an_environment_keeps_its_whole_time_budget(tmp_pat
 
 @pytest.mark.parametrize("reserved", [None, 2])
 def test_other_functions_overlap_up_to_their_reserved_concurrency(tmp_path, reserved):
-    import threading
-
     # two processor ticks overlap in Lambda (two environments); they must overlap here too
     overlap = _function(tmp_path, OVERLAP_HANDLER, f"reserved{reserved}", timeout=5, reserved_concurrency=reserved)
     at_once = reserved or 6
