@@ -26,7 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, Par
 from pynamodb.exceptions import PynamoDBException
 
 from dripline import actions, clock, delivery, engine, records
-from dripline.actions import ActionContext, ActionError
+from dripline.actions import ActionContext, ActionError, email
 from dripline.domain import ClaimedRun, Outcome, RunStatus
 from dripline.engine import ActionResult, DELIVERY_UNKNOWN
 from dripline.errors import NotFound
@@ -252,9 +252,10 @@ class Processor:
         return claimed
 
     def _records_of(self, claimed: list[ClaimedRun]) -> dict[str, Record] | Exception:
-        """The claimed runs' records (contacts, deals ...) by run owner, one BatchGetItem per
-        team, type and 100 keys; the error instead when a read failed (every run then
-        retries: nothing was attempted)."""
+        """The claimed runs' records (contacts, deals ...) by run owner, per team and type one
+        BatchGetItem of records (and, for contacts, one of their addresses' suppressions:
+        dripline.records) per 100 keys; the error instead when a read failed (every run
+        then retries: nothing was attempted)."""
         wanted: dict[tuple[str, str], list[str]] = {}
         for run in claimed:
             wanted.setdefault((run.team_id, run.pipelineable_type), []).append(run.pipelineable_id)
@@ -360,6 +361,7 @@ class Processor:
             return RunOutcome("rescheduled" if decision.rescheduled else "retried")
         lateness = max(0.0, (history.executed_at - history.scheduled_at).total_seconds())
         email_sent = history.action_type == "send_email" and history.outcome is Outcome.SUCCEEDED
+        email_suppressed = history.outcome is Outcome.SKIPPED and result.error == email.SUPPRESSED
         tally.step_finished(
             claimed.team_id,
             claimed.pipeline_id,
@@ -368,6 +370,7 @@ class Processor:
             outcome=history.outcome,
             lateness_ms=round(lateness * 1000),
             email_sent=email_sent,
+            email_suppressed=email_suppressed,
         )
         events = [f"Steps{history.outcome.value.capitalize()}"]
         if history.error == DELIVERY_UNKNOWN:

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from dripline.domain import ContactView, DealView
-from dripline.storage import contacts, deals
+from dripline.storage import contacts, deals, suppressions
 from dripline.storage.models import Contact, Deal, run_owner
 
 
@@ -53,10 +53,12 @@ class Record:
 class EmailRecipient:
     """One address an email step writes to. With a contact: the email carries that
     contact's unsubscribe link, is skipped once it unsubscribed, and its template sees
-    `contact.*`; without one (a deal's owner, a user of the team) it has no link."""
+    `contact.*`; without one (a deal's owner, a user of the team) it has no link. Either
+    is skipped while its address is on the team's suppression list."""
 
     address: str
     contact: ContactView | None = None
+    suppressed: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,9 @@ class RecordType:
     default_target: str | None
     wrap: Callable[[Any], Record]  # a stored item (pynamodb model) as a Record
     find: Callable[[str, str], Any]  # team, id -> the stored item (GetItem), or None
-    find_many: Callable[[str, list[str]], dict[str, Any]]  # team, ids -> the stored items that exist (BatchGetItem)
+    # team, ids -> the Records that exist, ready for a step (BatchGetItem; a contact also
+    # carries whether its address is suppressed: one more BatchGetItem)
+    load_many: Callable[[str, list[str]], dict[str, Record]]
     from_stream_image: Callable[[dict[str, Any]], Any]  # DynamoDB JSON -> a stored item; ValueError if not one
 
     def target(self, name: str | None) -> EmailTarget | None:
@@ -90,8 +94,15 @@ class RecordType:
 # --- contacts ------------------------------------------------------------------------------------
 
 
-def _contact_record(contact: Contact) -> Record:
-    return contact_record(contacts.view(contact), contact.updated_at, tuple(contact.pipeline_ids or ()))
+def _contact_record(contact: Contact, suppressed: bool = False) -> Record:
+    return contact_record(contacts.view(contact, suppressed=suppressed), contact.updated_at, tuple(contact.pipeline_ids or ()))
+
+
+def _load_contacts(team_id: str, contact_ids: list[str]) -> dict[str, Record]:
+    """The contacts that exist, each marked if the team suppresses its address."""
+    found = contacts.find_contacts(team_id, contact_ids)
+    barred = suppressions.suppressed(team_id, [c.email for c in found.values()])
+    return {k: _contact_record(c, contacts.normalised(c.email) in barred) for k, c in found.items()}
 
 
 def contact_record(view: ContactView, updated_at: datetime | None = None, pipeline_ids: tuple[str, ...] = ()) -> Record:
@@ -113,11 +124,13 @@ CONTACT = RecordType(
     name="contact",
     id_field="contact_id",
     template_fields=frozenset({"id", "email", "first_name", "last_name", "timezone", "attributes"}),
-    email_targets=(EmailTarget("contact", True, lambda record: [EmailRecipient(record.view.email, record.view)]),),
+    email_targets=(
+        EmailTarget("contact", True, lambda record: [EmailRecipient(record.view.email, record.view, record.view.suppressed)]),
+    ),
     default_target="contact",
     wrap=_contact_record,
     find=contacts.find_contact,
-    find_many=contacts.find_contacts,
+    load_many=_load_contacts,
     from_stream_image=contacts.contact_from_stream_image,
 )
 
@@ -131,13 +144,19 @@ def _deal_record(deal: Deal) -> Record:
 
 
 def _deal_owner(record: Record) -> list[EmailRecipient]:
-    return [EmailRecipient(record.view.owner_email)] if record.view.owner_email else []
+    """The owner, marked if the team suppresses the address (one read, at the step)."""
+    owner = record.view.owner_email
+    if not owner:
+        return []
+    return [EmailRecipient(owner, None, bool(suppressions.suppressed(record.team_id, [owner])))]
 
 
 def _deal_contacts(record: Record) -> list[EmailRecipient]:
-    """The deal's contacts that still exist, in the deal's order (one strongly consistent batch read)."""
-    found = contacts.find_contacts(record.team_id, list(record.view.contact_ids))
-    return [EmailRecipient(c.email, contacts.view(c)) for c in (found.get(i) for i in dict.fromkeys(record.view.contact_ids)) if c]
+    """The deal's contacts that still exist, in the deal's order, each marked if suppressed
+    (strongly consistent batch reads of the contacts, then of their suppressions)."""
+    found = _load_contacts(record.team_id, list(record.view.contact_ids))
+    people = [found[i].view for i in dict.fromkeys(record.view.contact_ids) if i in found]
+    return [EmailRecipient(c.email, c, c.suppressed) for c in people]
 
 
 DEAL = RecordType(
@@ -148,7 +167,7 @@ DEAL = RecordType(
     default_target=None,
     wrap=_deal_record,
     find=deals.find_deal,
-    find_many=deals.find_deals,
+    load_many=lambda team_id, ids: {k: _deal_record(d) for k, d in deals.find_deals(team_id, ids).items()},
     from_stream_image=deals.deal_from_stream_image,
 )
 
@@ -168,8 +187,7 @@ def get(type_name: str) -> RecordType:
 
 def load_many(team_id: str, type_name: str, ids: list[str]) -> dict[str, Record]:
     """The team's records of one type among `ids` that exist, by id (one batch read per 100)."""
-    kind = get(type_name)
-    return {record_id: kind.wrap(item) for record_id, item in kind.find_many(team_id, ids).items()}
+    return get(type_name).load_many(team_id, ids)
 
 
 def load(team_id: str, type_name: str, record_id: str) -> Record | None:

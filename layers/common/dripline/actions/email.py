@@ -29,6 +29,7 @@ from dripline.engine import ActionResult
 from dripline.errors import ValidationFailed
 from dripline.keys import SecretUnavailable
 
+SUPPRESSED = "suppressed"  # the skip reason of an email to a suppressed address
 MAX_SUBJECT = 998  # RFC 5322 line limit; also the limit of a rendered subject
 UTF8 = Charset("utf-8")
 UTF8.header_encoding = BASE64  # encoded-words that carry no readable (or decodable-looking) text
@@ -65,9 +66,9 @@ class SendEmail:
         if target is None:
             raise ActionError(f"unknown_recipient: to={ctx.step.data.get('to')!r}", retryable=False)
         recipients = target.recipients(ctx.record)
-        sent = [self._send(ctx, r) for r in recipients if r.contact is None or not r.contact.unsubscribed]
-        if not sent:
-            return ActionResult.skipped("unsubscribed" if recipients else "no_recipient")
+        sent = [self._send(ctx, r) for r in recipients if _skip_reason(r) is None]
+        if not sent:  # the first recipient's reason (the only one's, on a contact pipeline)
+            return ActionResult.skipped(_skip_reason(recipients[0]) if recipients else "no_recipient")
         if len(recipients) == 1:
             return ActionResult.succeeded(message_id=sent[0], to=recipients[0].address)
         return ActionResult.succeeded(message_id=sent[0], sent=len(sent), skipped=len(recipients) - len(sent))
@@ -121,6 +122,15 @@ class SendEmail:
             EmailTags=tags,
         )
         return response["MessageId"]
+
+
+def _skip_reason(recipient: EmailRecipient) -> str | None:
+    """Why no email goes to this recipient (an unsubscribed contact, a suppressed address), or None."""
+    if recipient.contact is not None and recipient.contact.unsubscribed:
+        return "unsubscribed"
+    if recipient.suppressed:  # the address, whichever contact (or owner) carries it now
+        return SUPPRESSED
+    return None
 
 
 def _subject_line(rendered: str) -> str:

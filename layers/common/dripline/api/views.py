@@ -5,7 +5,7 @@ from typing import Any
 
 from dripline.api import schemas
 from dripline.clock import iso
-from dripline.storage.models import AutomaticPipeline, Contact, Deal, PipelineRun, Task
+from dripline.storage.models import AutomaticPipeline, Contact, Deal, PipelineRun, Suppression, Task
 from dripline.storage import runs
 from dripline.storage.pipelines import Pipeline
 from dripline.storage.util import plain
@@ -56,6 +56,10 @@ def deal(d: Deal) -> schemas.DealOut:
         created_at=iso(d.created_at),
         updated_at=iso(d.updated_at),
     )
+
+
+def suppression(s: Suppression) -> schemas.SuppressionOut:
+    return schemas.SuppressionOut(email=s.email, reason=s.reason, created_at=iso(s.created_at), contact_id=s.contact_id)
 
 
 def _int(value: Any) -> int | None:
