@@ -249,3 +249,23 @@ def test_a_contact_pipeline_cannot_name_a_deal_nor_become_one(api):
     assert contact_pipeline.status == 201
     reply = api.put(f"/pipelines/{contact_pipeline.body['pipeline_id']}", {"name": "Now deals", "model_type": "deal", "steps": [OWNER_EMAIL]})
     assert reply.status == 422 and reply.body["field"] == "model_type"
+
+
+def test_suppressed_addresses_get_no_deal_email_whether_owner_or_contact(api, deals_stream, settings, frozen_clock):
+    # given the owner's address and one of two contacts' addresses on the team's suppression list
+    ada = new_contact(api, "ada@example.com", "Ada")
+    bob = new_contact(api, "bob@example.com", "Bob")
+    for address in ("Owner@Example.com", "bob@example.com"):
+        assert api.post("/suppressions", {"email": address}).status == 201
+    deal_pipeline(api, [OWNER_EMAIL, {**CONTACTS_EMAIL, "delay_seconds": 60}])
+    deal = new_deal(api, contact_ids=[ada, bob])
+    deliver(deals_stream)
+
+    run_ticks_until(Processor(settings), frozen_clock, frozen_clock.now() + timedelta(minutes=5))
+
+    # then the owner's step is skipped as suppressed, and only Ada gets the contacts' email
+    (run,) = api.get(f"/deals/{deal['deal_id']}/runs").body["items"]
+    assert [(h["step_number"], h["outcome"]) for h in run["history"]] == [(1, "skipped"), (2, "succeeded")]
+    assert run["history"][0]["error"] == "suppressed"
+    assert run["history"][1]["detail"]["sent"] == 1 and run["history"][1]["detail"]["skipped"] == 1
+    assert [m["To"] for m in sent_emails()] == ["ada@example.com"]
