@@ -7,6 +7,7 @@ from typing import Any
 
 from pynamodb.exceptions import DeleteError, DoesNotExist, UpdateError
 
+from dripline import observability
 from dripline.domain import ContactView
 from dripline.errors import Conflict, NotFound
 from dripline.storage.models import Contact
@@ -78,6 +79,7 @@ def next_stamp(previous: datetime | None, now: datetime) -> datetime:
 
 def create_contact(contact: Contact) -> Contact:
     """Write a new contact (its stream INSERT enrolls it)."""
+    contact.correlation_id = observability.correlation_id()
     contact.save(condition=Contact.contact_id.does_not_exist())
     return contact
 
@@ -94,7 +96,8 @@ def modify_contact(
     """
     for _ in range(attempts):
         current = get_contact(team_id, contact_id)
-        changes = change(current)
+        # The write's cause goes with it (the stream record's correlation id).
+        changes = {**change(current), "correlation_id": observability.correlation_id()}
         actions = [
             getattr(Contact, name).remove() if value is None else getattr(Contact, name).set(value)
             for name, value in changes.items()
