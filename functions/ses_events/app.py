@@ -17,7 +17,7 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
         correlation_id=event.get("id"),
         ses_message_id=(detail.get("mail") or {}).get("messageId"),
         run_id=next(iter(tags.get("run") or []), None),
-        step=next(iter(tags.get("step") or []), None),
+        step=_number(next(iter(tags.get("step") or []), None)),
     ):
         report = handle(detail)
         metrics.add_metric(name=f"EmailEvents{report.outcome.title().replace('_', '')}", unit=MetricUnit.Count, value=1)
@@ -28,3 +28,8 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
             metrics.add_metric(name="ContactsSuppressed", unit=MetricUnit.Count, value=1)
         logger.info("email event", extra={"detail_type": event.get("detail-type"), "outcome": report.outcome})
     return {"outcome": report.outcome, "suppressed": report.suppressed}
+
+
+def _number(tag: str | None) -> int | None:
+    """A step tag as the processor's lines write the step: a number."""
+    return int(tag) if tag and tag.isdigit() else None

@@ -104,6 +104,7 @@ def test_one_contact_is_followed_from_its_request_to_its_emails_through_the_logs
     delivered = [x for x in log if x["message"] == "email event" and x.get("ses_message_id") in message_ids]
     assert sorted(x["ses_message_id"] for x in delivered) == sorted(message_ids)
     assert all(x["run_id"] == run_id and x["contact_id"] == contact_id and x["outcome"] == "counted" for x in delivered)
+    assert sorted(x["step"] for x in delivered) == [1, 2]
 
     # every line about Ada names her team and pipeline; only SES events have another cause
     pipeline_id = steps[0]["pipeline_id"]

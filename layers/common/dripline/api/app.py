@@ -73,12 +73,7 @@ def build_resolver() -> APIGatewayHttpResolver:
 
 
 def _name_the_route(app: APIGatewayHttpResolver, next_middleware):
-    """The matched route (its template, not the path) and the ids in its path go on the
-    request's log lines. Only `*_id` parameters: the unsubscribe link's token is a credential."""
-    route = app.context.get("_route")
-    if route is not None:
-        ids = {k: v for k, v in (app.context.get("_route_args") or {}).items() if k.endswith("_id")}
-        observability.add_keys(route=f"{route.method} {route.openapi_path}", **ids)
+    errors.name_the_route(app)
     return next_middleware(app)
 
 
