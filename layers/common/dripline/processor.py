@@ -392,7 +392,9 @@ class Processor:
             tally.step_finished(claimed.team_id, claimed.pipeline_id, after=after)
             if written != RunStatus.PENDING.value:
                 return RunOutcome(written)
-            return RunOutcome("rescheduled" if decision.rescheduled else "retried")
+            postponed = "rescheduled" if decision.rescheduled else "retried"
+            logger.info("step postponed", extra={"outcome": postponed, "run_status": written})
+            return RunOutcome(postponed)
         lateness = max(0.0, (history.executed_at - history.scheduled_at).total_seconds())
         email_sent = history.action_type == "send_email" and history.outcome is Outcome.SUCCEEDED
         tally.step_finished(
