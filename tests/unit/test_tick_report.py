@@ -24,6 +24,7 @@ def test_a_tick_emits_each_steps_lateness_its_backlog_and_failures_by_action_typ
 
     from dripline.observability import metrics
 
+    metrics.clear_metrics()  # what earlier tests' handlers added (disabled metrics are never flushed)
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
     report = TickReport(due=5, left=3)
     report.add(RunOutcome("pending", ("StepsSucceeded", "EmailsSent"), 1.5))
