@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from dripline import clock, engine, records
+from dripline import clock, engine, observability, records
 from dripline.domain import Source
 from dripline.errors import Conflict, NotFound
 from dripline.observability import MetricUnit, logger, metrics
@@ -153,6 +153,7 @@ def _enroll_all(
             existing.append(result.run)
             report.created.append(result.run.run_id)
             metrics.add_metric(name="RunsEnrolled", unit=MetricUnit.Count, value=1)
+            logger.info("run enrolled", extra={"run_id": result.run.run_id, "pipeline_id": pipeline_id, "source": source.value})
         else:
             report.skipped.append(pipeline_id)
             metrics.add_metric(name="EnrollmentsDeduplicated", unit=MetricUnit.Count, value=1)
@@ -164,22 +165,26 @@ def handle_stream_record(record, batch: EnrollmentBatch) -> EnrollmentReport:
     """One stream record (a Powertools DynamoDBRecord) of any record type's table."""
     change = record.dynamodb
     name = record.event_name.name if record.event_name else None
-    kind = records.type_of_keys(change.raw_event.get("Keys") or {})
-
-    def image(which: str) -> Record:
-        return records.from_stream_image(kind, change.raw_event[which])
-
-    if name == "INSERT":
-        report = on_insert(image("NewImage"), batch)
-    elif name == "MODIFY":
-        report = on_modify(image("OldImage"), image("NewImage"), batch)
-    elif name == "REMOVE":
-        report = on_remove(image("OldImage"), batch)
-    else:
+    if name not in ("INSERT", "MODIFY", "REMOVE"):
         raise ValueError(f"unexpected stream event {record.event_name!r}")
-    logger.info(
-        "enrollment record processed",
-        # Not "created": that name is reserved by logging.LogRecord.
-        extra={"event": name, "pipelineable_type": kind.name, "runs_created": len(report.created), "runs_cancelled": report.cancelled, "skipped": report.skipped},
-    )
+    kind = records.type_of_keys(change.raw_event.get("Keys") or {})
+    new = records.from_stream_image(kind, change.raw_event["NewImage"]) if name != "REMOVE" else None
+    old = records.from_stream_image(kind, change.raw_event["OldImage"]) if name != "INSERT" else None
+    subject = new or old
+    # The cause: the request that wrote this version of the record; a deletion stores none
+    # (a DeleteItem writes no attribute), so its record's own id stands in.
+    cause = (new.correlation_id if new is not None else None) or record.event_id
+    with observability.scope(correlation_id=cause, team_id=subject.team_id, **{f"{kind.name}_id": subject.id}):
+        if new is not None and old is None:
+            report = on_insert(new, batch)
+        elif new is not None:
+            report = on_modify(old, new, batch)
+        else:
+            report = on_remove(old, batch)
+        logger.info(
+            "enrollment record processed",
+            # Not "created": that name is reserved by logging.LogRecord.
+            extra={"event": name, "pipelineable_type": kind.name, "run_ids": report.created,
+                   "runs_cancelled": report.cancelled, "skipped": report.skipped},
+        )
     return report

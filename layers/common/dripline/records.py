@@ -9,7 +9,7 @@ routes (README, "Model types").
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +34,7 @@ class Record:
     pipeline_ids: tuple[str, ...] = ()
     # No run may go on (an unsubscribed contact): its runs are cancelled, none are created.
     stopped: bool = False
+    correlation_id: str | None = None  # the request that wrote this version (its log lines' cause)
 
     @property
     def owner(self) -> str:
@@ -95,7 +96,8 @@ class RecordType:
 
 
 def _contact_record(contact: Contact, suppressed: bool = False) -> Record:
-    return contact_record(contacts.view(contact, suppressed=suppressed), contact.updated_at, tuple(contact.pipeline_ids or ()))
+    record = contact_record(contacts.view(contact, suppressed=suppressed), contact.updated_at, tuple(contact.pipeline_ids or ()))
+    return replace(record, correlation_id=contact.correlation_id)
 
 
 def _load_contacts(team_id: str, contact_ids: list[str]) -> dict[str, Record]:
@@ -140,7 +142,8 @@ CONTACT = RecordType(
 
 def _deal_record(deal: Deal) -> Record:
     view = deals.view(deal)
-    return Record(type="deal", team_id=view.team_id, id=view.deal_id, fields=view.template_context(), view=view, updated_at=deal.updated_at)
+    return Record(type="deal", team_id=view.team_id, id=view.deal_id, fields=view.template_context(), view=view,
+                  updated_at=deal.updated_at, correlation_id=deal.correlation_id)
 
 
 def _deal_owner(record: Record) -> list[EmailRecipient]:

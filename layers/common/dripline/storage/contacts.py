@@ -7,6 +7,7 @@ from typing import Any
 
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError
 
+from dripline import observability
 from dripline.domain import ContactView
 from dripline.errors import AddressTaken, Conflict, NotFound
 from dripline.storage.models import AddressClaim, Contact
@@ -145,6 +146,7 @@ def create_contact(contact: Contact) -> Contact:
     single-item writes, no transaction: a crash between them leaves a claim naming a
     missing contact, which the next writer of that address takes over (claim_address).
     """
+    contact.correlation_id = observability.correlation_id()  # the stream record's cause
     claim_address(contact.team_id, contact.email, contact.contact_id, contact.created_at)
     try:
         contact.save(condition=Contact.contact_id.does_not_exist())

@@ -7,6 +7,7 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
 
+from dripline import observability
 from dripline.domain import DealView
 from dripline.errors import NotFound
 from dripline.storage.models import Deal
@@ -59,6 +60,7 @@ def view(deal: Deal) -> DealView:
 
 def create_deal(deal: Deal) -> Deal:
     """Write a new deal (its stream INSERT enrolls it in the team's automatic deal pipelines)."""
+    deal.correlation_id = observability.correlation_id()  # the stream record's cause
     deal.save(condition=Deal.deal_id.does_not_exist())
     return deal
 

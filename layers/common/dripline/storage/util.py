@@ -9,6 +9,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import DeleteError, PynamoDBException, UpdateError
 from pynamodb.models import Model
 
+from dripline import observability
 from dripline.errors import Conflict, NotFound
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
@@ -90,15 +91,18 @@ def modify_record(
 
     The update is conditioned on the record's updated_at as read, so a concurrent
     writer makes us read again and recompute rather than overwrite its change. A None
-    value removes the attribute. updated_at is always bumped (see next_stamp). `read`
+    value removes the attribute. updated_at is always bumped (see next_stamp), and
+    correlation_id set to the current request's (every record model has both). `read`
     raises NotFound for an unknown (or concurrently deleted) record.
     """
     for _ in range(attempts):
         current = read()
         model = type(current)
+        # The write's cause goes with it (the stream record's correlation id).
+        changes = {**change(current), "correlation_id": observability.correlation_id()}
         actions = [
             getattr(model, name).remove() if value is None else getattr(model, name).set(value)
-            for name, value in change(current).items()
+            for name, value in changes.items()
         ]
         actions.append(model.updated_at.set(next_stamp(current.updated_at, now)))
         try:
