@@ -17,11 +17,13 @@ def serve() -> None:
     from moto.server import ThreadedMotoServer
 
     from dripline_local.logs import quiet_library_noise
+    from dripline_local.moto_indexes import index_queries
     from dripline_local.moto_lock import serialise_dynamodb
     from dripline_local.moto_tuning import cache_backend_lookup
 
     quiet_library_noise()
     serialise_dynamodb()
+    index_queries()
     cache_backend_lookup()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
