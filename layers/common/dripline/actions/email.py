@@ -24,6 +24,7 @@ from email.utils import formatdate, make_msgid
 from dripline import templating, unsubscribe
 from dripline.actions import ActionContext, ActionError, register
 from dripline.domain import Step
+from dripline.email_tags import email_tags
 from dripline.engine import ActionResult
 from dripline.errors import ValidationFailed
 from dripline.keys import SecretUnavailable
@@ -84,12 +85,7 @@ class SendEmail:
             Destination={"ToAddresses": [contact.email]},
             Content={"Raw": {"Data": message.as_bytes(policy=UNFOLDED)}},
             ConfigurationSetName=settings.ses_configuration_set,
-            EmailTags=[
-                {"Name": "team", "Value": _tag(contact.team_id)},
-                {"Name": "pipeline", "Value": _tag(ctx.pipeline.pipeline_id)},
-                {"Name": "run", "Value": _tag(ctx.run.run_id)},
-                {"Name": "step", "Value": str(ctx.step.step_number)},
-            ],
+            EmailTags=email_tags(contact.team_id, ctx.pipeline.pipeline_id, ctx.run.run_id, ctx.step.step_number),
         )
         return ActionResult.succeeded(message_id=response["MessageId"], to=contact.email)
 
@@ -109,11 +105,6 @@ def _header_value(value: str) -> str:
     if any(c in value for c in "\r\n\0"):
         raise ActionError("a header value contains a line break or NUL", retryable=False)
     return value
-
-
-def _tag(value: str) -> str:
-    """SES tag values allow only [A-Za-z0-9_-], at most 256 characters."""
-    return "".join(c if c.isalnum() or c in "_-" else "_" for c in value)[:256]
 
 
 register(SendEmail())
