@@ -48,7 +48,7 @@ def _create(client) -> None:
                 "KeySchema": [{"AttributeName": "grp", "KeyType": "HASH"}, {"AttributeName": "rank", "KeyType": "RANGE"}],
                 "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["note"]},
             },
-            {  # hash only, like `by_run_id`
+            {  # hash only
                 "IndexName": "by_tag",
                 "KeySchema": [{"AttributeName": "tag", "KeyType": "HASH"}],
                 "Projection": {"ProjectionType": "KEYS_ONLY"},
