@@ -112,6 +112,13 @@ def _refresh(table: Table | None, key: TableKey | None) -> None:
         partitions.place(key, _stored(table, key))
 
 
+def placed(table: Table, key: TableKey) -> None:
+    """For code that writes `table.items` directly (the bench's seeding): keep the
+    partitions of the item stored under `key` up to date."""
+    with lock():
+        _refresh(table, key)
+
+
 def _key_of(table: Table, attributes: dict[str, Any]) -> TableKey | None:
     """The table key in a request's item or key (None when it has none: moto refuses it)."""
     try:

@@ -14,6 +14,7 @@ headers refuse CR, LF and NUL; the bodies are base64.
 from __future__ import annotations
 
 import unicodedata
+import uuid
 from email.charset import BASE64, Charset
 from email.header import Header
 from email.mime.multipart import MIMEMultipart
@@ -68,7 +69,9 @@ class SendEmail:
         subject = _subject_line(templating.render_text(str(ctx.step.data["subject"]), context))
         text = templating.render_text(ctx.step.message, context)
         html = templating.render_html(ctx.step.message, context)
-        message = MIMEMultipart("alternative")
+        # Our own boundary: the generator would otherwise pick one and compile a regex per
+        # message to check the body for it. The parts are base64, which has no "_".
+        message = MIMEMultipart("alternative", boundary=f"=_dripline_{uuid.uuid4().hex}")
         message["From"] = _header_value(settings.email_from)
         message["To"] = _header_value(contact.email)
         message["Subject"] = Header(subject, UTF8, header_name="Subject")
