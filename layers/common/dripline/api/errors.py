@@ -13,7 +13,8 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
-from dripline.errors import Conflict, NotFound, ValidationFailed
+from dripline import observability
+from dripline.errors import AddressTaken, Conflict, NotFound, ValidationFailed
 from dripline.observability import logger
 
 
@@ -41,14 +42,18 @@ class ErrorBody(BaseModel):
     message: str
     field: str | None = None
     errors: list[FieldError] | None = None
+    contact_id: str | None = None  # 409 on a taken email address: the contact that holds it
 
 
-def error_response(status: int, message: str, field: str | None = None, errors: list[dict[str, str]] | None = None) -> Response:
+def error_response(
+    status: int, message: str, field: str | None = None, errors: list[dict[str, str]] | None = None, **extra: str
+) -> Response:
     body: dict[str, Any] = {"message": message}
     if field is not None:
         body["field"] = field
     if errors:
         body["errors"] = errors
+    body.update(extra)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body), headers=headers)
 
@@ -75,6 +80,15 @@ def _describe(error: dict[str, Any]) -> str:
     return message
 
 
+def name_the_route(app) -> None:
+    """Put the matched route (its template, not the path) and the ids in its path on the
+    request's log lines. Only `*_id` parameters: the unsubscribe link's token is a credential."""
+    route = app.context.get("_route")
+    if route is not None:
+        ids = {k: v for k, v in (app.context.get("_route_args") or {}).items() if k.endswith("_id")}
+        observability.add_keys(route=f"{route.method} {route.openapi_path}", **ids)
+
+
 def register(app) -> None:
     """Install the exception handlers on the resolver."""
 
@@ -96,6 +110,8 @@ def register(app) -> None:
 
     @app.exception_handler(Conflict)
     def conflict(exc: Conflict) -> Response:
+        if isinstance(exc, AddressTaken):
+            return error_response(409, str(exc), "email", contact_id=exc.contact_id)
         return error_response(409, str(exc))
 
     @app.exception_handler(ValidationFailed)
@@ -104,6 +120,8 @@ def register(app) -> None:
 
     @app.exception_handler(RequestValidationError)
     def invalid(exc: RequestValidationError) -> Response:
+        # Request validation runs before any middleware: the route is named here.
+        name_the_route(app)
         problems = list(exc.errors())
         if any(p.get("type") == "json_invalid" for p in problems):
             return error_response(400, "body: malformed JSON", "body")

@@ -59,6 +59,9 @@ class Contact(Model):
     unsubscribed = BooleanAttribute(default=False)
     # Moves on at each re-subscribe: unsubscribe links of an earlier generation stop working.
     subscription_generation = NumberAttribute(null=True)
+    # The id of the request (or event) that wrote this version of the contact: the stream
+    # record's correlation id, so enrollment's lines name their cause (dripline.observability).
+    correlation_id = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
 
@@ -73,6 +76,8 @@ class Contact(Model):
 #   EMAILEVENT#<msg>#<type>   one SES event already counted (expires after 30 days)
 #   DELIVERY#<run>#<step>     SES Send events of one email step (expires after 30 days)
 #   WEBHOOKSECRET             the team's key for signing webhooks (dripline.storage.teams)
+#   EMAIL#<address>           which contact holds a (normalised) address (dripline.storage.contacts)
+#   SUPPRESSION#<address>     an address that must not be emailed (dripline.storage.suppressions)
 
 
 class PipelineHead(Model):
@@ -144,6 +149,33 @@ class EmailEvent(Model):
     event_type = UnicodeAttribute()
     occurred_at = UTCDateTimeAttribute()
     expires_at = TTLAttribute()
+
+
+class AddressClaim(Model):
+    """One contact per (team, normalised address). Kept here, not in the contacts table,
+    whose stream drives enrollment: a claim is no contact and must not reach it."""
+
+    class Meta(_Meta):
+        table_name = "dripline-pipelines"
+
+    team_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    contact_id = UnicodeAttribute()
+    claimed_at = UTCDateTimeAttribute()
+
+
+class Suppression(Model):
+    """An address the team must never email again: unsubscribed, bounced or complained."""
+
+    class Meta(_Meta):
+        table_name = "dripline-pipelines"
+
+    team_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    email = UnicodeAttribute()  # normalised
+    reason = UnicodeAttribute()  # unsubscribe | bounce | complaint | manual
+    created_at = UTCDateTimeAttribute()
+    contact_id = UnicodeAttribute(null=True)  # the contact that carried it then, if known
 
 
 class DeliveryRecord(Model):
@@ -357,6 +389,9 @@ class PipelineRun(Model):
     # lost (and whose SDK retry then failed its condition) recognise its own write.
     write_token = UnicodeAttribute(null=True, attr_name="wt")
     last_error = UnicodeAttribute(null=True, attr_name="err")
+    # The correlation id of the enrollment (an API request id, or a stream record's id; about
+    # 20-40 bytes, written once at creation): every step's log lines carry it.
+    correlation_id = UnicodeAttribute(null=True, attr_name="ci")
     history = CompactHistoryAttribute(default=list, attr_name="h")
     created_at = UTCDateTimeAttribute()
     updated_at = EpochMillisAttribute(attr_name="ua")
@@ -424,6 +459,8 @@ ALL_MODELS: dict[type[Model], str] = {
     PipelineStats: "pipelines_table",
     EmailEvent: "pipelines_table",
     DeliveryRecord: "pipelines_table",
+    AddressClaim: "pipelines_table",
+    Suppression: "pipelines_table",
     WebhookSecret: "pipelines_table",
     ShardLeases: "pipelines_table",
     PipelineRun: "runs_table",

@@ -7,6 +7,7 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import BaseModel
 
+from dripline import observability
 from dripline.api.errors import ErrorBody
 
 AUTH = [{"bearerAuth": []}]
@@ -14,6 +15,10 @@ Limit = Annotated[int, Query(ge=1, le=100, description="Page size, 1-100")]
 NextToken = Annotated[str | None, Query(
     max_length=4096,
     description="The `next_token` of the previous page: opaque and signed for this team and listing (400 otherwise)",
+)]
+
+EmailQuery = Annotated[str | None, Query(
+    max_length=254, description="An email address, matched trimmed and lowercased (not logged: query strings never are)",
 )]
 
 _DESCRIPTIONS = {
@@ -39,6 +44,8 @@ def ok(description: str, status: int = 200, *more: int) -> dict[int, dict[str, A
 
 
 def created(model: BaseModel) -> Response:
+    # The request's log line names what it created (contact_id, run_id ...): ids only.
+    observability.add_keys(**{k: v for k, v in vars(model).items() if k.endswith("_id") and isinstance(v, str)})
     return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=model)
 
 
