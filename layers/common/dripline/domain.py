@@ -159,3 +159,5 @@ class ClaimedRun:
     reclaimed: bool
     # The steps recorded so far (the finish rewrites the history with one more).
     history: tuple[StepRecord, ...] = ()
+    # The error of the step's last failed attempt (None on a first attempt).
+    last_error: str | None = None
