@@ -457,7 +457,7 @@ class ErrorPattern(BaseModel):
     example_run_id: str | None = Field(description="A run it happened to (the earliest hour's)")
 
 
-class ErrorStatsOut(BaseModel):
+class ErrorPatternList(BaseModel):
     since: str = Field(description="The start of the hour the counts begin with (hourly counters)", examples=["2026-03-02T09:00:00.000Z"])
     items: list[ErrorPattern] = Field(description="Most frequent first (failed + retried)")
 

@@ -7,7 +7,7 @@ from dripline import clock, runtime
 from dripline.api import pagination, service
 from dripline.api.identity import current_team
 from dripline.api.routes import AUTH, Limit, NextToken, ok
-from dripline.api.schemas import ErrorPattern, ErrorStatsOut, PipelineComparison, PipelineComparisonPage
+from dripline.api.schemas import ErrorPattern, ErrorPatternList, PipelineComparison, PipelineComparisonPage
 
 router = Router()
 TAGS = ["stats"]
@@ -42,6 +42,6 @@ def compare_pipelines(limit: Limit = 50, next_token: NextToken = None) -> Pipeli
 )
 def error_patterns(
     since: Annotated[str | None, Query(max_length=64, description="ISO 8601 time with a zone (default: 24 hours ago)")] = None,
-) -> ErrorStatsOut:
+) -> ErrorPatternList:
     hour, rows = service.error_patterns(current_team(router), since, clock.now())
-    return ErrorStatsOut(since=clock.iso(hour), items=[ErrorPattern(**row) for row in rows])
+    return ErrorPatternList(since=clock.iso(hour), items=[ErrorPattern(**row) for row in rows])
