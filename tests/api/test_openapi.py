@@ -54,7 +54,7 @@ def test_every_served_operation_is_in_api_md_and_every_api_md_route_is_served():
     assert served - contract == set(), "served but not in docs/API.md"
     assert contract - served == set(), "in docs/API.md but not served"
     assert local == {("post", "/_local/token"), ("get", "/_local/clock"), ("post", "/_local/clock"),
-                     ("post", "/_local/tick"), ("get", "/_local/emails")}
+                     ("post", "/_local/tick"), ("get", "/_local/emails"), ("get", "/_local/dashboard")}
 
 
 def test_every_documented_error_uses_the_error_body():
