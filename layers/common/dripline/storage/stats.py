@@ -180,9 +180,15 @@ def lateness_bucket(lateness_ms: int) -> str:
 
 def error_group(error: str | None, action_type: str) -> str:
     """`<error code>|<action type>`: the code is what an error string starts with, up to
-    its first colon (`Throttling: Rate exceeded` -> `Throttling`, `delivery_unknown`)."""
+    its first colon (`Throttling: Rate exceeded` -> `Throttling`, `delivery_unknown`).
+
+    An error without a code (prose, e.g. a custom action's message) has its numbers
+    replaced by `N`: the groups of an hour are one item's attributes, so they must stay
+    few (`the subject is 1,204 characters` and `... 998 ...` are one pattern)."""
     head = (error or "unknown").split(":", 1)[0].strip()
-    code = re.sub(r"[^A-Za-z0-9_.-]+", "_", head)[:ERROR_CODE_CHARS] or "unknown"
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", head):
+        head = re.sub(r"\d+(?:[.,]\d+)*", "N", head)
+    code = re.sub(r"[^A-Za-z0-9_.-]+", "_", head).strip("_")[:ERROR_CODE_CHARS] or "unknown"
     return f"{code}|{action_type}"
 
 
