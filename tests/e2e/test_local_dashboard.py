@@ -1,5 +1,6 @@
 """GET /_local/dashboard in headless Chromium, and `dripline stats`, on a local stack of
-their own: the numbers a person sees are the ones GET /stats/pipelines answers.
+their own: the numbers a person sees are the ones GET /stats/pipelines answers. Also: the
+stack's Send events fill the contacts' delivery logs.
 
 The screenshot goes to the test's temporary directory, or to docs/local-dashboard.png
 with UPDATE_SCREENSHOTS=1 (how the README's was made)."""
@@ -48,6 +49,9 @@ def test_the_dashboard_shows_what_the_api_counts(tmp_path, child_env):
         api.call("PATCH", f"/contacts/{people[4]['contact_id']}", {"unsubscribed": True})  # one leaves
         api.call("POST", "/_local/clock", {"advance_seconds": 4 * DAY})
         rows = {row["pipeline_id"]: row for row in api.call("GET", "/stats/pipelines")["items"]}
+        # The stack hands SES's Send events to ses_events after each tick, as EventBridge would.
+        log = api.call("GET", f"/contacts/{people[0]['contact_id']}/messages")["items"]
+        leaver_log = api.call("GET", f"/contacts/{people[4]['contact_id']}/messages")["items"]
         with urllib.request.urlopen(f"{stack.url}/_local/dashboard?team={TEAM}") as reply:
             headers = reply.headers
         dom = browse(f"{stack.url}/_local/dashboard?team={TEAM}", target / "local-dashboard.png", "1280,960")
@@ -56,6 +60,9 @@ def test_the_dashboard_shows_what_the_api_counts(tmp_path, child_env):
             cwd=ROOT, env=child_env, capture_output=True, text=True, timeout=120, check=True,
         ).stdout
 
+    assert [(m["step_number"], m["pipeline_id"], m["latest_event"]) for m in log] == [
+        (3, welcome["pipeline_id"], None), (1, welcome["pipeline_id"], None)]  # newest first; the emulator delivers nothing
+    assert log[1]["sent_at"] < log[0]["sent_at"] and [m["step_number"] for m in leaver_log] == [1]
     assert headers["Content-Type"].startswith("text/html")
     assert "default-src 'none'" in headers["Content-Security-Policy"]
     assert not re.search(r"<(script|link|img)\b", dom) and not re.search(r'(src|href)="', dom)  # nothing external
