@@ -295,7 +295,7 @@ class MessageOut(BaseModel):
     step_number: int | None = Field(description="The step that sent it (from the email's `step` tag)")
     sent_at: str = Field(description="When SES accepted it (ISO 8601, UTC, with `Z`)", examples=["2026-03-02T09:00:00.000Z"])
     latest_event: EmailEventAt | None = Field(description="The most recent SES event after acceptance; null before any")
-    events: dict[EmailEventName, str] = Field(description="Each SES event seen, with when it happened (each recorded once)")
+    events: dict[EmailEventName, str] = Field(description="Each kind of SES event seen, with when it first happened (a second open or a redelivered event changes nothing)")
 
 
 class MessagePage(BaseModel):
