@@ -13,12 +13,15 @@ import logging
 import os
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
 
 import boto3
 
+# SES Send events handed to ses_events at once after a tick (EventBridge invokes concurrently).
+SEND_EVENT_INVOCATIONS = 4
 HANDLER_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "local",
     "AWS_SECRET_ACCESS_KEY": "local",
@@ -245,15 +248,20 @@ class LocalStack:
         with self._send_events_lock:
             accepted = list_emails(ACCOUNT_ID, self.region)
             fresh, self._send_events_published = accepted[self._send_events_published :], len(accepted)
-        for email in fresh:
-            if "run" not in email["tags"]:
-                continue  # not Dripline's (someone's own SES call against the emulator)
+        def deliver(email: dict[str, Any]) -> None:
             sent_at = email["sent_at"] or clock.iso(clock.now())
             event = accepted_event(email["message_id"], sent_at, email["tags"], email["from"], email["to"])
             try:
                 self.functions["ses_events"].invoke(event)
             except Exception as exc:  # noqa: BLE001 - EventBridge would retry, then the DLQ; here: say so
                 self.log(f"ses_events failed on the Send event of {email['message_id']}: {type(exc).__name__}: {exc}")
+
+        # Not Dripline's (no `run` tag: someone's own SES call against the emulator): skipped.
+        # Concurrent invocations, as EventBridge makes them; the tick ends when all are done.
+        ours = [email for email in fresh if "run" in email["tags"]]
+        if ours:
+            with ThreadPoolExecutor(max_workers=SEND_EVENT_INVOCATIONS) as pool:
+                list(pool.map(deliver, ours))
 
     def drain(self) -> int:
         return self.poller.drain()
