@@ -13,7 +13,7 @@ import pytest
 from dripline.processor import Processor
 from dripline_local.faults import REJECT, THROTTLE, FaultInjector, Rule
 from functions.ses_events import app as ses_events_app
-from tests.api.conftest import OTHER, TEAM, contact_body, deliver
+from tests.api.conftest import OTHER, contact_body, deliver
 from tests.support import EMAIL_STEP, FOLLOW_UP_STEP, TASK_STEP, FakeContext, load_event, run_ticks_until
 
 SECOND_EMAIL = {**FOLLOW_UP_STEP, "step_number": 2, "delay_seconds": 86400}

@@ -175,6 +175,11 @@ def is_errors_add(call):
 
 @pytest.mark.parametrize("fault", [LOSE_CONNECTION, LOSE_500, THROTTLE])
 def test_error_pattern_counters_count_once_under_lost_answers_and_throttles(aws, stream, settings, frozen_clock, fault):
+    from datetime import timedelta
+
+    import boto3
+
+    from dripline.storage.models import errors_sk
     from dripline_local.faults import REJECT
 
     enrolled(stream, [EMAIL_STEP])
@@ -187,3 +192,8 @@ def test_error_pattern_counters_count_once_under_lost_answers_and_throttles(aws,
     (row,) = stats.read_errors(TEAM, frozen_clock.now())
     assert injector.injected[("dynamodb", "UpdateItem", fault)] == 2
     assert (row["error_code"], row["failed"], row["retried"], row["recovered"]) == ("MessageRejected", 1, 0, 0)
+    # The hour's item expires (TTL) ERRORS_KEEP_DAYS after its hour.
+    key = {"team_id": {"S": TEAM}, "sk": {"S": errors_sk(frozen_clock.now())}}
+    item = boto3.client("dynamodb").get_item(TableName=settings.pipelines_table, Key=key)["Item"]
+    expires = stats.hour_of(frozen_clock.now()) + timedelta(days=stats.ERRORS_KEEP_DAYS)
+    assert int(item["expires_at"]["N"]) == int(expires.timestamp())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from dripline import actions, enrollment, templating
@@ -154,7 +154,7 @@ def error_patterns(team_id: str, since: str | None, now: datetime) -> tuple[date
             raise ValidationFailed("since", "an ISO 8601 time is required, e.g. 2026-03-02T09:00:00Z") from None
         if start.tzinfo is None:
             raise ValidationFailed("since", "needs a time zone (Z or an offset)")
-    hour = start.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    hour = stats.hour_of(start)
     return hour, stats.read_errors(team_id, hour)
 
 

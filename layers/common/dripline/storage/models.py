@@ -70,7 +70,7 @@ class Contact(Model):
 #   VERSION#<id>#<v:08d>      an immutable snapshot of the steps of one version
 #   AUTO#<model_type>#<id>    "enroll every new <model_type> in this pipeline"
 #   STATS#<id>                counters the engine maintains as runs move
-#   ERRORS#<yyyy-mm-ddThh>    the team's failed/retried/recovered steps of that hour, by error code and action
+#   ERRORS#<yyyy-mm-ddThh>    the team's failed/retried/recovered steps of that hour, by error code and action (expires after 90 days)
 #   MESSAGE#<contact>#<sent_at>#<msg>   one email SES accepted, with its events (the delivery log)
 #   DELIVERY#<run>#<step>     SES Send events of one email step (expires after 30 days)
 #   WEBHOOKSECRET             the team's key for signing webhooks (dripline.storage.teams)

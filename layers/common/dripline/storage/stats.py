@@ -56,6 +56,7 @@ LATENESS_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 900, 3600, 21600, 86400)
 # succeeded after failing: `recovered`), counted by (error code, action type).
 ERROR_KINDS = ("failed", "retried", "recovered")
 ERROR_CODE_CHARS = 64
+ERRORS_KEEP_DAYS = 90
 
 
 class Tally:
@@ -70,7 +71,7 @@ class Tally:
         # first-seen ones only where absent, the last-seen ones always.
         self._deltas: dict[tuple[str, str], Counter] = defaultdict(Counter)
         self._first: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
-        self._last: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
+        self._last: dict[tuple[str, str], dict[str, str | int]] = defaultdict(dict)
         self._lock = threading.Lock()
 
     def __enter__(self) -> "Tally":
@@ -83,7 +84,7 @@ class Tally:
         self._add_to(team_id, stats_sk(pipeline_id), deltas)
 
     def _add_to(self, team_id: str, sk: str, deltas: dict[str, int], first: dict[str, str] | None = None,
-                last: dict[str, str] | None = None) -> None:
+                last: dict[str, str | int] | None = None) -> None:
         key = (team_id, sk)
         with self._lock:
             self._deltas[key].update(deltas)
@@ -127,7 +128,8 @@ class Tally:
             errors_sk(at),
             {f"n|{kind}|{group}": 1},
             first={f"f|{group}": when, f"x|{group}": run_id},
-            last={f"l|{group}": when},
+            # The hour's item expires (TTL) ERRORS_KEEP_DAYS after its hour.
+            last={f"l|{group}": when, "expires_at": int((hour_of(at) + timedelta(days=ERRORS_KEEP_DAYS)).timestamp())},
         )
 
     def flush(self) -> int:
@@ -178,6 +180,11 @@ def lateness_bucket(lateness_ms: int) -> str:
     return next((f"lat_{bound}" for bound in LATENESS_BUCKETS if seconds <= bound), "lat_inf")
 
 
+def hour_of(at: datetime) -> datetime:
+    """The start of the UTC hour of `at`: error patterns are counted per hour."""
+    return at.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+
+
 def error_group(error: str | None, action_type: str) -> str:
     """`<error code>|<action type>`: the code is what an error string starts with, up to
     its first colon (`Throttling: Rate exceeded` -> `Throttling`, `delivery_unknown`).
@@ -200,7 +207,7 @@ def email_event(team_id: str, pipeline_id: str, event: str) -> None:
 
 def _add_once(
     team_id: str, sk: str, deltas: dict[str, int], token: str, first: dict[str, str] | None = None,
-    last: dict[str, str] | None = None,
+    last: dict[str, str | int] | None = None,
 ) -> None:
     """ADD `deltas` to the item's counters (and SET `first` where absent, `last` always)
     unless the write carrying `token` is in."""
@@ -215,7 +222,7 @@ def _add_once(
         names.update({"#cur": current, "#prev": previous, "#stale": stale})
         values = {f":v{i}": {"N": str(value)} for i, value in enumerate(deltas.values())}
         values.update({f":f{i}": {"S": value} for i, value in enumerate(first.values())})
-        values.update({f":l{i}": {"S": value} for i, value in enumerate(last.values())})
+        values.update({f":l{i}": {"N" if isinstance(value, int) else "S": str(value)} for i, value in enumerate(last.values())})
         values.update({":token": {"S": token}, ":tokens": {"SS": [token]}})
         adds = ", ".join(f"#a{i} :v{i}" for i in range(len(deltas)))
         sets = [f"#f{i} = if_not_exists(#f{i}, :f{i})" for i in range(len(first))]
