@@ -81,7 +81,7 @@ def test_the_delivery_log_lists_each_email_with_its_latest_event_once(api, two_e
     if page_two["next_token"]:  # DynamoDB may stop at the limit without knowing it was the end
         assert api.get(log, query={"next_token": page_two["next_token"]}).body == {"items": [], "next_token": None}
     emails = api.get(f"/pipelines/{run['pipeline_id']}/stats").body["emails"]
-    assert emails == {"sent": 2, "delivered": 1, "bounced": 0, "complained": 0, "opened": 1, "clicked": 0}
+    assert emails == {"sent": 2, "delivered": 1, "bounced": 0, "complained": 0, "opened": 1, "clicked": 0, "suppressed": 0}
 
 
 def test_the_delivery_log_is_the_contacts_own(api, two_emails):

@@ -74,6 +74,8 @@ class Contact(Model):
 #   MESSAGE#<contact>#<sent_at>#<msg>   one email SES accepted, with its events (the delivery log)
 #   DELIVERY#<run>#<step>     SES Send events of one email step (expires after 30 days)
 #   WEBHOOKSECRET             the team's key for signing webhooks (dripline.storage.teams)
+#   EMAIL#<address>           which contact holds a (normalised) address (dripline.storage.contacts)
+#   SUPPRESSION#<address>     an address that must not be emailed (dripline.storage.suppressions)
 
 
 class PipelineHead(Model):
@@ -161,6 +163,33 @@ def message_sk(contact_id: str, sent_at: datetime | None = None, message_id: str
     if sent_at is None:
         return f"MESSAGE#{contact_id}#"
     return f"MESSAGE#{contact_id}#{sent_at.astimezone(timezone.utc):%Y-%m-%dT%H:%M:%S.%f}#{message_id}"
+
+
+class AddressClaim(Model):
+    """One contact per (team, normalised address). Kept here, not in the contacts table,
+    whose stream drives enrollment: a claim is no contact and must not reach it."""
+
+    class Meta(_Meta):
+        table_name = "dripline-pipelines"
+
+    team_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    contact_id = UnicodeAttribute()
+    claimed_at = UTCDateTimeAttribute()
+
+
+class Suppression(Model):
+    """An address the team must never email again: unsubscribed, bounced or complained."""
+
+    class Meta(_Meta):
+        table_name = "dripline-pipelines"
+
+    team_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    email = UnicodeAttribute()  # normalised
+    reason = UnicodeAttribute()  # unsubscribe | bounce | complaint | manual
+    created_at = UTCDateTimeAttribute()
+    contact_id = UnicodeAttribute(null=True)  # the contact that carried it then, if known
 
 
 class DeliveryRecord(Model):
@@ -454,6 +483,8 @@ ALL_MODELS: dict[type[Model], str] = {
     PipelineStats: "pipelines_table",
     MessageRecord: "pipelines_table",
     DeliveryRecord: "pipelines_table",
+    AddressClaim: "pipelines_table",
+    Suppression: "pipelines_table",
     WebhookSecret: "pipelines_table",
     ShardLeases: "pipelines_table",
     PipelineRun: "runs_table",
