@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from dripline import clock
+from dripline import clock, observability
 from dripline.errors import NotFound
 from dripline.observability import logger
 from dripline.storage import contacts, deliveries, messages, runs, stats, suppressions
@@ -45,6 +45,7 @@ def handle(detail: dict[str, Any]) -> EmailEventReport:
         run = runs.get_run_by_id(run_ids[0])
     except NotFound:
         return EmailEventReport("unknown_run")
+    observability.add_keys(team_id=run.team_id, pipeline_id=run.pipeline_id, contact_id=run.pipelineable_id)
     steps = (mail.get("tags") or {}).get("step") or []
     step_number = int(steps[0]) if steps and str(steps[0]).isdigit() else None
     if event_type == SEND:

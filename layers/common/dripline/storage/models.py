@@ -59,6 +59,9 @@ class Contact(Model):
     unsubscribed = BooleanAttribute(default=False)
     # Moves on at each re-subscribe: unsubscribe links of an earlier generation stop working.
     subscription_generation = NumberAttribute(null=True)
+    # The id of the request (or event) that wrote this version of the contact: the stream
+    # record's correlation id, so enrollment's lines name their cause (dripline.observability).
+    correlation_id = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
 
@@ -415,6 +418,9 @@ class PipelineRun(Model):
     # lost (and whose SDK retry then failed its condition) recognise its own write.
     write_token = UnicodeAttribute(null=True, attr_name="wt")
     last_error = UnicodeAttribute(null=True, attr_name="err")
+    # The correlation id of the enrollment (an API request id, or a stream record's id; about
+    # 20-40 bytes, written once at creation): every step's log lines carry it.
+    correlation_id = UnicodeAttribute(null=True, attr_name="ci")
     history = CompactHistoryAttribute(default=list, attr_name="h")
     created_at = UTCDateTimeAttribute()
     updated_at = EpochMillisAttribute(attr_name="ua")
