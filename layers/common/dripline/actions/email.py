@@ -14,6 +14,7 @@ headers refuse CR, LF and NUL; the bodies are base64.
 from __future__ import annotations
 
 import unicodedata
+import uuid
 from email.charset import BASE64, Charset
 from email.header import Header
 from email.mime.multipart import MIMEMultipart
@@ -24,6 +25,7 @@ from email.utils import formatdate, make_msgid
 from dripline import templating, unsubscribe
 from dripline.actions import ActionContext, ActionError, register
 from dripline.domain import Step
+from dripline.email_tags import email_tags
 from dripline.engine import ActionResult
 from dripline.errors import ValidationFailed
 from dripline.keys import SecretUnavailable
@@ -70,7 +72,9 @@ class SendEmail:
         subject = _subject_line(templating.render_text(str(ctx.step.data["subject"]), context))
         text = templating.render_text(ctx.step.message, context)
         html = templating.render_html(ctx.step.message, context)
-        message = MIMEMultipart("alternative")
+        # Our own boundary: the generator would otherwise pick one and compile a regex per
+        # message to check the body for it. The parts are base64, which has no "_".
+        message = MIMEMultipart("alternative", boundary=f"=_dripline_{uuid.uuid4().hex}")
         message["From"] = _header_value(settings.email_from)
         message["To"] = _header_value(contact.email)
         message["Subject"] = Header(subject, UTF8, header_name="Subject")
@@ -87,12 +91,7 @@ class SendEmail:
             Destination={"ToAddresses": [contact.email]},
             Content={"Raw": {"Data": message.as_bytes(policy=UNFOLDED)}},
             ConfigurationSetName=settings.ses_configuration_set,
-            EmailTags=[
-                {"Name": "team", "Value": _tag(contact.team_id)},
-                {"Name": "pipeline", "Value": _tag(ctx.pipeline.pipeline_id)},
-                {"Name": "run", "Value": _tag(ctx.run.run_id)},
-                {"Name": "step", "Value": str(ctx.step.step_number)},
-            ],
+            EmailTags=email_tags(contact.team_id, ctx.pipeline.pipeline_id, ctx.run.run_id, ctx.step.step_number),
         )
         return ActionResult.succeeded(message_id=response["MessageId"], to=contact.email)
 
@@ -112,11 +111,6 @@ def _header_value(value: str) -> str:
     if any(c in value for c in "\r\n\0"):
         raise ActionError("a header value contains a line break or NUL", retryable=False)
     return value
-
-
-def _tag(value: str) -> str:
-    """SES tag values allow only [A-Za-z0-9_-], at most 256 characters."""
-    return "".join(c if c.isalnum() or c in "_-" else "_" for c in value)[:256]
 
 
 register(SendEmail())
