@@ -27,7 +27,7 @@ STEPS = [
      "message": "Call {{ contact.first_name }} at {{ contact.email }}", "data": {"title": "Call {{ contact.first_name }}"}},
     # A template error whose message (in Jinja's words) would quote the contact's address.
     {"step_number": 3, "action_type": "send_email", "delay_seconds": 0,
-     "message": "{{ contact.attributes[contact.email].x }}", "data": {"subject": "Oops {{ contact.last_name }}"}},
+     "message": "{{ contact.attributes[contact.email] + 1 }}", "data": {"subject": "Oops {{ contact.last_name }}"}},
 ]
 
 Call = Callable[[str], ContextManager[Any]]

@@ -14,12 +14,15 @@ headers refuse CR, LF and NUL; the bodies are base64.
 from __future__ import annotations
 
 import unicodedata
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from email.charset import BASE64, Charset
 from email.header import Header
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.policy import compat32
 from email.utils import formatdate, make_msgid
+from typing import Any
 
 from dripline import templating, unsubscribe
 from dripline.actions import ActionContext, ActionError, register
@@ -27,7 +30,9 @@ from dripline.domain import Step
 from dripline.engine import ActionResult
 from dripline.errors import ValidationFailed
 from dripline.keys import SecretUnavailable
+from dripline.settings import Settings
 
+EMPTY_MESSAGE = "empty_message"
 MAX_SUBJECT = 998  # RFC 5322 line limit; also the limit of a rendered subject
 UTF8 = Charset("utf-8")
 UTF8.header_encoding = BASE64  # encoded-words that carry no readable (or decodable-looking) text
@@ -47,51 +52,100 @@ class SendEmail:
             raise ValidationFailed("data.subject", "send_email needs a non-empty subject")
         if len(subject) > MAX_SUBJECT:
             raise ValidationFailed("data.subject", f"at most {MAX_SUBJECT} characters")
+        if not step.message.strip():
+            raise ValidationFailed("message", "send_email needs a message (the email's body)")
         templating.check(subject, "data.subject")
         templating.check(step.message, "message")
 
     def execute(self, ctx: ActionContext) -> ActionResult:
-        contact = ctx.contact
-        if contact.unsubscribed:
+        if ctx.contact.unsubscribed:
             return ActionResult.skipped("unsubscribed")
-        settings = ctx.settings
-        try:
-            key = settings.unsubscribe_secret
-        except SecretUnavailable as exc:  # fail closed: no link, no email; a later attempt may read it
-            raise ActionError(f"SecretUnavailable: {exc}", retryable=True) from exc
-        link = unsubscribe.unsubscribe_url(
-            settings.public_api_url, key, contact.team_id, contact.contact_id, contact.subscription_generation, ctx.now
+        link = unsubscribe_link(ctx)
+        content = compose(ctx, link)
+        response = send(
+            ctx.clients.sesv2,
+            ctx.settings,
+            to=ctx.contact.email,
+            raw=mime_message(content, sender=ctx.settings.email_from, to=ctx.contact.email, link=link, now=ctx.now),
+            tags={"team": ctx.contact.team_id, "pipeline": ctx.pipeline.pipeline_id, "run": ctx.run.run_id,
+                  "step": str(ctx.step.step_number)},
         )
-        context = {"contact": contact.template_context(), "pipeline": {"name": ctx.pipeline.name}, "unsubscribe_url": link}
+        return ActionResult.succeeded(message_id=response["MessageId"], to=ctx.contact.email)
 
-        subject = _subject_line(templating.render_text(str(ctx.step.data["subject"]), context))
-        text = templating.render_text(ctx.step.message, context)
-        html = templating.render_html(ctx.step.message, context)
-        message = MIMEMultipart("alternative")
-        message["From"] = _header_value(settings.email_from)
-        message["To"] = _header_value(contact.email)
-        message["Subject"] = Header(subject, UTF8, header_name="Subject")
-        message["Date"] = formatdate(ctx.now.timestamp(), usegmt=True)
-        message["Message-ID"] = make_msgid(domain="dripline")
-        message["List-Unsubscribe"] = _header_value(f"<{link}>")
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        message.attach(MIMEText(f"{text}\n\n--\nUnsubscribe: {link}\n", "plain", UTF8))
-        body = f'<html><body><p>{html}</p><p><a href="{link}">Unsubscribe</a></p></body></html>'
-        message.attach(MIMEText(body, "html", UTF8))
+    def preview(self, ctx: ActionContext) -> dict[str, str] | ActionResult:
+        """The subject and the two body parts `execute` would send now (dripline.preview)."""
+        if ctx.contact.unsubscribed:
+            return ActionResult.skipped("unsubscribed")
+        return asdict(compose(ctx, unsubscribe_link(ctx)))
 
-        response = ctx.clients.sesv2.send_email(
-            FromEmailAddress=settings.email_from,
-            Destination={"ToAddresses": [contact.email]},
-            Content={"Raw": {"Data": message.as_bytes(policy=UNFOLDED)}},
-            ConfigurationSetName=settings.ses_configuration_set,
-            EmailTags=[
-                {"Name": "team", "Value": _tag(contact.team_id)},
-                {"Name": "pipeline", "Value": _tag(ctx.pipeline.pipeline_id)},
-                {"Name": "run", "Value": _tag(ctx.run.run_id)},
-                {"Name": "step", "Value": str(ctx.step.step_number)},
-            ],
-        )
-        return ActionResult.succeeded(message_id=response["MessageId"], to=contact.email)
+
+@dataclass(frozen=True)
+class EmailContent:
+    """What an email step sends a contact: exactly the Subject and the two MIME parts."""
+
+    subject: str  # one line, before encoding
+    text: str  # the text/plain part
+    html: str  # the text/html part
+
+
+def unsubscribe_link(ctx: ActionContext) -> str:
+    """The contact's signed one-click link (issued today: ctx.now), or the context's inert one."""
+    if ctx.unsubscribe_url is not None:
+        return ctx.unsubscribe_url
+    contact, settings = ctx.contact, ctx.settings
+    try:
+        key = settings.unsubscribe_secret
+    except SecretUnavailable as exc:  # fail closed: no link, no email; a later attempt may read it
+        raise ActionError(f"SecretUnavailable: {exc}", retryable=True) from exc
+    return unsubscribe.unsubscribe_url(
+        settings.public_api_url, key, contact.team_id, contact.contact_id, contact.subscription_generation, ctx.now
+    )
+
+
+def compose(ctx: ActionContext, link: str) -> EmailContent:
+    """The step's templates rendered for the contact, framed as sent (unsubscribe footer).
+
+    A message that renders empty (only whitespace) for this contact is not sent: the
+    step fails with `empty_message` (a contact without the attributes a template tests
+    for, a template of only a missing field).
+    """
+    context = ctx.template_context(unsubscribe_url=link)
+    subject = _subject_line(templating.render_text(str(ctx.step.data["subject"]), context))
+    text = templating.render_text(ctx.step.message, context)
+    if not text.strip():
+        raise ActionError(EMPTY_MESSAGE, retryable=False)
+    html = templating.render_html(ctx.step.message, context)
+    return EmailContent(
+        subject=subject,
+        text=f"{text}\n\n--\nUnsubscribe: {link}\n",
+        html=f'<html><body><p>{html}</p><p><a href="{link}">Unsubscribe</a></p></body></html>',
+    )
+
+
+def mime_message(content: EmailContent, *, sender: str, to: str, link: str, now: datetime) -> bytes:
+    """The raw message: headers no contact value can add to, base64 bodies."""
+    message = MIMEMultipart("alternative")
+    message["From"] = _header_value(sender)
+    message["To"] = _header_value(to)
+    message["Subject"] = Header(content.subject, UTF8, header_name="Subject")
+    message["Date"] = formatdate(now.timestamp(), usegmt=True)
+    message["Message-ID"] = make_msgid(domain="dripline")
+    message["List-Unsubscribe"] = _header_value(f"<{link}>")
+    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    message.attach(MIMEText(content.text, "plain", UTF8))
+    message.attach(MIMEText(content.html, "html", UTF8))
+    return message.as_bytes(policy=UNFOLDED)
+
+
+def send(sesv2: Any, settings: Settings, *, to: str, raw: bytes, tags: dict[str, str]) -> dict[str, Any]:
+    """SES v2 SendEmail through the stack's configuration set; the tags lead SES's events back."""
+    return sesv2.send_email(
+        FromEmailAddress=settings.email_from,
+        Destination={"ToAddresses": [to]},
+        Content={"Raw": {"Data": raw}},
+        ConfigurationSetName=settings.ses_configuration_set,
+        EmailTags=[{"Name": name, "Value": _tag(value)} for name, value in tags.items()],
+    )
 
 
 def _subject_line(rendered: str) -> str:
