@@ -110,7 +110,7 @@ def compose(ctx: ActionContext, link: str) -> EmailContent:
     for, a template of only a missing field).
     """
     context = ctx.template_context(unsubscribe_url=link)
-    subject = _subject_line(templating.render_text(str(ctx.step.data["subject"]), context))
+    subject = subject_line(templating.render_text(str(ctx.step.data["subject"]), context))
     text = templating.render_text(ctx.step.message, context)
     if not text.strip():
         raise ActionError(EMPTY_MESSAGE, retryable=False)
@@ -148,7 +148,7 @@ def send(sesv2: Any, settings: Settings, *, to: str, raw: bytes, tags: dict[str,
     )
 
 
-def _subject_line(rendered: str) -> str:
+def subject_line(rendered: str) -> str:
     """One line of printable text: whitespace runs (CR and LF included) become one space,
     other control characters (NUL ...) go. At most MAX_SUBJECT characters."""
     line = " ".join(rendered.split())

@@ -43,3 +43,17 @@ def current_team(router) -> str:
     if team is None:
         raise Unauthorized()
     return team
+
+
+def caller_email(router) -> str | None:
+    """The caller's own address: the token's `email` claim when `email_verified` is true.
+
+    Cognito sets both on an ID token; the address is the one the team member proved they
+    read, which is what makes it safe to send a test email to (dripline.api.service.test_send).
+    """
+    context = router.current_event.raw_event.get("requestContext") or {}
+    claims = (((context.get("authorizer") or {}).get("jwt") or {}).get("claims")) or {}
+    if not isinstance(claims, dict) or str(claims.get("email_verified", "")).lower() != "true":
+        return None
+    address = claims.get("email")
+    return address if isinstance(address, str) and address else None
