@@ -6,6 +6,7 @@ body or the query.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from dripline.api.errors import Unauthorized
@@ -57,3 +58,16 @@ def caller_email(router) -> str | None:
         return None
     address = claims.get("email")
     return address if isinstance(address, str) and address else None
+
+
+def request_settings(router, settings):
+    """`settings` with the API's public URL taken from the request when so configured.
+
+    In AWS the processor's PUBLIC_API_URL is this API's default endpoint, which is the
+    domain a request through it names (`requestContext.domainName`): unsubscribe links a
+    preview renders are then the ones the processor sends.
+    """
+    if not settings.public_api_url_from_request:
+        return settings
+    domain = (router.current_event.raw_event.get("requestContext") or {}).get("domainName")
+    return dataclasses.replace(settings, public_api_url=f"https://{domain}") if domain else settings

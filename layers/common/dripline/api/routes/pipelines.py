@@ -6,7 +6,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from dripline import clock, runtime
 from dripline.api import pagination, service, views
-from dripline.api.identity import caller_email, current_team
+from dripline.api.identity import caller_email, current_team, request_settings
 from dripline.api.routes import AUTH, Limit, NextToken, created, no_content, ok
 from dripline.api.schemas import (
     PipelineIn, PipelineOut, PipelinePage, PreviewIn, PreviewOut, SimulateIn, SimulationOut, StatsOut, TestSendIn,
@@ -98,7 +98,7 @@ def reconcile_stats(pipeline_id: str) -> StatsOut:
 )
 def preview_pipeline(pipeline_id: str, body: PreviewIn) -> PreviewOut:
     now = clock.now()
-    spec, steps = service.preview(current_team(router), pipeline_id, body, now, runtime.settings())
+    spec, steps = service.preview(current_team(router), pipeline_id, body, now, request_settings(router, runtime.settings()))
     return views.preview(spec, now, steps)
 
 
@@ -113,7 +113,9 @@ def preview_pipeline(pipeline_id: str, body: PreviewIn) -> PreviewOut:
     responses=ok("The timeline", 200, 404),
 )
 def simulate_pipeline(pipeline_id: str, body: SimulateIn) -> SimulationOut:
-    spec, timeline = service.simulate(current_team(router), pipeline_id, body, clock.now(), runtime.settings())
+    spec, timeline = service.simulate(
+        current_team(router), pipeline_id, body, clock.now(), request_settings(router, runtime.settings())
+    )
     return views.simulation(spec, timeline)
 
 
@@ -130,7 +132,7 @@ def simulate_pipeline(pipeline_id: str, body: SimulateIn) -> SimulationOut:
 def test_send_step(pipeline_id: str, step_number: int, body: TestSendIn) -> TestSendOut:
     from dripline.processor import Clients  # the processor's SES client settings (no SDK retries)
 
-    settings = runtime.settings()
+    settings = request_settings(router, runtime.settings())
     answer, subject = service.test_send(
         current_team(router), pipeline_id, step_number, body, caller_email(router), clock.now(), settings,
         Clients(settings).sesv2,
