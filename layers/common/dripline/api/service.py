@@ -146,7 +146,7 @@ SAMPLE_CONTACT_ID = "sample"
 TEST_PREFIX = "[TEST] "
 
 
-def _sample_link(settings: Settings) -> str:
+def sample_link(settings: Settings) -> str:
     """An unsubscribe link that unsubscribes nobody (the token is not sealed: it answers 404)."""
     return f"{settings.public_api_url}/unsubscribe/{SAMPLE_CONTACT_ID}"
 
@@ -157,10 +157,10 @@ def _subject(team_id: str, body: TryIn, settings: Settings) -> tuple[ContactView
         raise ValidationFailed("contact_id", "give exactly one of contact_id and contact")
     if body.contact_id is not None:
         return contacts.view(contacts.get_contact(team_id, body.contact_id)), None
-    return _sample(team_id, body.contact), _sample_link(settings)
+    return sample_contact(team_id, body.contact), sample_link(settings)
 
 
-def _sample(team_id: str, sample: SampleContact) -> ContactView:
+def sample_contact(team_id: str, sample: SampleContact) -> ContactView:
     return ContactView(
         team_id=team_id, contact_id=SAMPLE_CONTACT_ID, email=sample.email, first_name=sample.first_name,
         last_name=sample.last_name, timezone=sample.timezone, attributes=dict(sample.attributes),
@@ -212,8 +212,8 @@ def test_send(
     if body.contact_id is not None:
         contact = contacts.view(contacts.get_contact(team_id, body.contact_id))
     else:
-        contact = _sample(team_id, body.contact or SampleContact(email=body.to))
-    link = _sample_link(settings)
+        contact = sample_contact(team_id, body.contact or SampleContact(email=body.to))
+    link = sample_link(settings)
     ctx = ActionContext(
         run=simulation.placeholder_run(spec, contact, step_number, now, 0), pipeline=spec, step=step, contact=contact,
         settings=settings, now=now, clients=None, unsubscribe_url=link,
