@@ -225,7 +225,7 @@ class StepPreview:
     # contact's run never reaches (an earlier step fails) or that planning passes over.
     scheduled_at: datetime | None
     runs_at: datetime | None
-    outcome: str  # the first attempt's: succeeded | skipped | failed | rescheduled, or passed_over | not_reached
+    outcome: str  # the attempt that ran it: succeeded | skipped | failed; or passed_over | not_reached
     error: str | None
     rendered: dict[str, Any] | None  # the action's preview, rendered at runs_at (else at start)
 

@@ -60,7 +60,7 @@ class Action(Protocol):
 
 
 class Previewable(Protocol):
-    """An action that can also say what it would do, without doing it (dripline.preview).
+    """An action that can also say what it would do, without doing it (dripline.simulation: preview, simulate).
 
     `preview(ctx)` renders what `execute(ctx)` would send or create, with the same
     functions, and touches nothing: no AWS call, no write. It raises what `execute` would

@@ -73,7 +73,7 @@ class SendEmail:
         return ActionResult.succeeded(message_id=response["MessageId"], to=ctx.contact.email)
 
     def preview(self, ctx: ActionContext) -> dict[str, str] | ActionResult:
-        """The subject and the two body parts `execute` would send now (dripline.preview)."""
+        """The subject and the two body parts `execute` would send now (dripline.simulation: preview, simulate)."""
         if ctx.contact.unsubscribed:
             return ActionResult.skipped("unsubscribed")
         return asdict(compose(ctx, unsubscribe_link(ctx)))

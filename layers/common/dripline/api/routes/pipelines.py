@@ -12,6 +12,7 @@ from dripline.api.schemas import (
     PipelineIn, PipelineOut, PipelinePage, PreviewIn, PreviewOut, SimulateIn, SimulationOut, StatsOut, TestSendIn,
     TestSendOut,
 )
+from dripline.processor import Clients
 from dripline.storage import pipelines
 
 router = Router()
@@ -130,11 +131,9 @@ def simulate_pipeline(pipeline_id: str, body: SimulateIn) -> SimulationOut:
     responses=ok("Sent", 200, 404),
 )
 def test_send_step(pipeline_id: str, step_number: int, body: TestSendIn) -> TestSendOut:
-    from dripline.processor import Clients  # the processor's SES client settings (no SDK retries)
-
     settings = request_settings(router, runtime.settings())
     answer, subject = service.test_send(
         current_team(router), pipeline_id, step_number, body, caller_email(router), clock.now(), settings,
-        Clients(settings).sesv2,
+        Clients(settings).sesv2,  # the processor's SES client (no SDK retries: a retry may send twice)
     )
     return TestSendOut(message_id=answer["MessageId"], to=body.to, subject=subject)
