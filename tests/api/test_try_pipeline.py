@@ -238,3 +238,16 @@ def test_a_test_send_goes_nowhere_but_the_callers_own_address(api):
     assert task.status == 422 and "create_task" in task.message
     assert missing.status == 404
     assert sent() == []
+
+
+def test_a_suppressed_address_previews_as_skipped_and_gets_no_test_send(api):
+    pipeline_id = new_pipeline(api, [WELCOME, CALL])
+    assert api.post("/suppressions", {"email": "Sam@Example.com"}).status == 201
+    assert api.post("/suppressions", {"email": CALLER}).status == 201
+
+    shown = api.post(f"/pipelines/{pipeline_id}/preview", {"contact": {"email": "sam@example.com"}}).body["steps"]
+    tested = api.post(f"/pipelines/{pipeline_id}/steps/1/test", {"to": CALLER})
+
+    assert [(s["outcome"], s["error"]) for s in shown] == [("skipped", "suppressed"), ("succeeded", None)]
+    assert tested.status == 422 and "suppression list" in tested.message
+    assert sent() == []

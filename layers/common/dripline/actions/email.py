@@ -32,7 +32,8 @@ from dripline.errors import ValidationFailed
 from dripline.keys import SecretUnavailable
 from dripline.settings import Settings
 
-EMPTY_MESSAGE = "empty_message"
+EMPTY_MESSAGE = "empty_message"  # the failure of an email whose body renders empty
+SUPPRESSED = "suppressed"  # the skip reason of an email to a suppressed address
 MAX_SUBJECT = 998  # RFC 5322 line limit; also the limit of a rendered subject
 UTF8 = Charset("utf-8")
 UTF8.header_encoding = BASE64  # encoded-words that carry no readable (or decodable-looking) text
@@ -58,8 +59,9 @@ class SendEmail:
         templating.check(step.message, "message")
 
     def execute(self, ctx: ActionContext) -> ActionResult:
-        if ctx.contact.unsubscribed:
-            return ActionResult.skipped("unsubscribed")
+        not_sent = _not_sent(ctx)
+        if not_sent is not None:
+            return not_sent
         link = unsubscribe_link(ctx)
         content = compose(ctx, link)
         response = send(
@@ -74,9 +76,19 @@ class SendEmail:
 
     def preview(self, ctx: ActionContext) -> dict[str, str] | ActionResult:
         """The subject and the two body parts `execute` would send now (dripline.simulation: preview, simulate)."""
-        if ctx.contact.unsubscribed:
-            return ActionResult.skipped("unsubscribed")
+        not_sent = _not_sent(ctx)
+        if not_sent is not None:
+            return not_sent
         return asdict(compose(ctx, unsubscribe_link(ctx)))
+
+
+def _not_sent(ctx: ActionContext) -> ActionResult | None:
+    """The skip of a contact that is never emailed, or None."""
+    if ctx.contact.unsubscribed:
+        return ActionResult.skipped("unsubscribed")
+    if ctx.contact.suppressed:  # the address, whichever contact carries it now
+        return ActionResult.skipped(SUPPRESSED)
+    return None
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,15 @@ from typing import Any
 from dripline import actions, enrollment, simulation, templating
 from dripline.actions import ActionContext, ActionError
 from dripline.actions import email as email_action
-from dripline.api.schemas import ContactIn, ContactPatch, PipelineIn, SampleContact, SimulateIn, TestSendIn, TryIn
+from dripline.api.schemas import (
+    ContactIn, ContactPatch, PipelineIn, SampleContact, SimulateIn, SuppressionIn, TestSendIn, TryIn,
+)
 from dripline.domain import ACTIVE_STATUSES, ContactView, PipelineSpec, Step
-from dripline.errors import Conflict, NotFound, ValidationFailed
+from dripline.errors import AddressTaken, Conflict, NotFound, ValidationFailed
+from dripline.observability import logger
 from dripline.settings import Settings
-from dripline.storage import contacts, pipelines, runs, stats
-from dripline.storage.models import Contact, PipelineRun
+from dripline.storage import contacts, pipelines, runs, stats, suppressions
+from dripline.storage.models import Contact, PipelineRun, Suppression
 from dripline.wait_until import WaitUntil
 from dripline.windows import SendWindow
 
@@ -155,9 +158,16 @@ def _subject(team_id: str, body: TryIn, settings: Settings) -> tuple[ContactView
     """The contact to render for, and its unsubscribe link (None: the contact's own signed one)."""
     if (body.contact_id is None) == (body.contact is None):
         raise ValidationFailed("contact_id", "give exactly one of contact_id and contact")
+    # Marked as the processor marks it: an address on the suppression list is never emailed.
     if body.contact_id is not None:
-        return contacts.view(contacts.get_contact(team_id, body.contact_id)), None
-    return sample_contact(team_id, body.contact), sample_link(settings)
+        contact = contacts.get_contact(team_id, body.contact_id)
+        return contacts.view(contact, suppressed=_is_suppressed(team_id, contact.email)), None
+    sample = sample_contact(team_id, body.contact)
+    return dataclasses.replace(sample, suppressed=_is_suppressed(team_id, sample.email)), sample_link(settings)
+
+
+def _is_suppressed(team_id: str, email: str) -> bool:
+    return suppressions.find(team_id, email) is not None
 
 
 def sample_contact(team_id: str, sample: SampleContact) -> ContactView:
@@ -207,6 +217,8 @@ def test_send(
         raise ValidationFailed("step_number", f"step {step_number} is a {step.action_type} step; only send_email steps can be test-sent")
     if allowed is None or body.to.lower() != allowed.lower():
         raise ValidationFailed("to", "a test goes only to your own verified address (the token's email claim)")
+    if _is_suppressed(team_id, body.to):
+        raise ValidationFailed("to", "the address is on the team's suppression list (`DELETE /suppressions?email=` to email it again)")
     if body.contact_id is not None and body.contact is not None:
         raise ValidationFailed("contact_id", "give at most one of contact_id and contact")
     if body.contact_id is not None:
@@ -241,7 +253,8 @@ def _check_active_pipelines(team_id: str, pipeline_ids: list[str], field: str) -
 
 
 def create_contact(team_id: str, body: ContactIn, now: datetime) -> Contact:
-    """Write the contact; its stream INSERT enrolls it (automatic + manual pipelines)."""
+    """Write the contact; its stream INSERT enrolls it (automatic + manual pipelines).
+    AddressTaken (409) if a contact of the team has this address, in any case."""
     _check_active_pipelines(team_id, body.pipeline_ids, "pipeline_ids")
     return contacts.create_contact(
         Contact(
@@ -260,6 +273,24 @@ def create_contact(team_id: str, body: ContactIn, now: datetime) -> Contact:
     )
 
 
+def upsert_contact(team_id: str, body: ContactIn, now: datetime) -> tuple[Contact, bool]:
+    """Create the contact, or change the one holding its address (in any case) with the
+    fields the body gives: `(contact, created)`. For clients that sync from a CRM."""
+    existing = contacts.find_by_email(team_id, body.email)
+    if existing is None:
+        try:
+            return create_contact(team_id, body, now), True
+        except AddressTaken as taken:  # created concurrently: change that one
+            existing = contacts.get_contact(team_id, taken.contact_id)
+    given = body.model_dump(include=body.model_fields_set - {"email"})
+    return patch_contact(team_id, existing.contact_id, ContactPatch(**given), now), False
+
+
+def find_contact_by_email(team_id: str, email: str) -> list[Contact]:
+    found = contacts.find_by_email(team_id, email)
+    return [found] if found is not None else []
+
+
 def patch_contact(team_id: str, contact_id: str, body: ContactPatch, now: datetime) -> Contact:
     """Any subset of the fields; the stream MODIFY adds and cancels runs accordingly."""
     contacts.get_contact(team_id, contact_id)  # 404 before 422
@@ -270,7 +301,27 @@ def patch_contact(team_id: str, contact_id: str, body: ContactPatch, now: dateti
         _check_active_pipelines(team_id, [p for p in changes["pipeline_ids"] if p not in current], "pipeline_ids")
     if not changes:
         return contacts.get_contact(team_id, contact_id)
+    if "email" in changes:
+        return _change_address(team_id, contact_id, changes, now)
     return contacts.modify_contact(team_id, contact_id, lambda current: _with_generation(current, changes), now)
+
+
+def _change_address(team_id: str, contact_id: str, changes: dict[str, Any], now: datetime) -> Contact:
+    """Claim the new address first (409 if another contact holds it), write the contact,
+    then free the old one. A crash between leaves a claim that will be taken over."""
+    before = contacts.get_contact(team_id, contact_id)
+    moved = contacts.normalised(before.email) != contacts.normalised(changes["email"])
+    if moved:
+        contacts.claim_address(team_id, changes["email"], contact_id, now)
+    try:
+        updated = contacts.modify_contact(team_id, contact_id, lambda current: _with_generation(current, changes), now)
+    except Exception:
+        if moved:
+            contacts.release_address(team_id, changes["email"], contact_id)
+        raise
+    if moved:
+        contacts.release_address(team_id, before.email, contact_id)
+    return updated
 
 
 def _with_generation(current: Contact, changes: dict[str, Any]) -> dict[str, Any]:
@@ -330,3 +381,22 @@ def unassign(team_id: str, contact_id: str, run_id: str, now: datetime) -> None:
 
     if run.pipeline_id in (contacts.get_contact(team_id, contact_id).pipeline_ids or []):
         contacts.modify_contact(team_id, contact_id, drop, now)
+
+
+# --- suppressions ------------------------------------------------------------------------------
+
+
+def add_suppression(team_id: str, body: SuppressionIn, now: datetime) -> tuple[Suppression, bool]:
+    holder = contacts.find_by_email(team_id, body.email)
+    return suppressions.suppress(team_id, body.email, body.reason, now, holder.contact_id if holder else None)
+
+
+def remove_suppression(team_id: str, email: str) -> None:
+    """An explicit act, logged (without the address): email to it is allowed again."""
+    entry = suppressions.remove(team_id, email)
+    if entry is None:
+        raise NotFound("email: not on the suppression list")
+    logger.info(
+        "suppression removed",
+        extra={"team_id": team_id, "reason": entry.reason, "contact_id": entry.contact_id, "suppressed_at": entry.created_at.isoformat()},
+    )
