@@ -95,7 +95,7 @@ def reconcile_stats(pipeline_id: str) -> StatsOut:
     "template fails or renders an empty email shows the outcome the processor would record (`failed`, "
     "`empty_message`).",
     tags=TAGS, security=AUTH,
-    responses=ok("The rendered steps", 200, 404),
+    responses=ok("The rendered steps", 200, 400, 404, 413),
 )
 def preview_pipeline(pipeline_id: str, body: PreviewIn) -> PreviewOut:
     now = clock.now()
@@ -111,7 +111,7 @@ def preview_pipeline(pipeline_id: str, body: PreviewIn) -> PreviewOut:
     "\"times\": 2}` makes step 2's first two attempts fail as an SES throttle would (retried), `retryable: false` "
     "as a permanent error. Every attempt is listed with its time, outcome and backoff, then the final status.",
     tags=TAGS, security=AUTH,
-    responses=ok("The timeline", 200, 404),
+    responses=ok("The timeline", 200, 400, 404, 413),
 )
 def simulate_pipeline(pipeline_id: str, body: SimulateIn) -> SimulationOut:
     spec, timeline = service.simulate(
@@ -128,7 +128,7 @@ def simulate_pipeline(pipeline_id: str, body: SimulateIn) -> SimulationOut:
     "`contact` (default: one with only `to` as its email), with an inert unsubscribe link. No run is created and the "
     "email counts in no stats.",
     tags=TAGS, security=AUTH,
-    responses=ok("Sent", 200, 404),
+    responses=ok("Sent", 200, 400, 404, 413),
 )
 def test_send_step(pipeline_id: str, step_number: int, body: TestSendIn) -> TestSendOut:
     settings = request_settings(router, runtime.settings())
