@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--contacts", type=int, default=25)
     demo.add_argument("--days", type=float, default=4)
 
-    from dripline_local import chaos, invoke, replay, simulate
+    from dripline_local import chaos, dashboard, invoke, replay, simulate
 
     invoke.add_arguments(commands.add_parser("invoke", help="run one handler of the template on one event (sam local invoke without Docker)"))
     chaos.add_arguments(commands.add_parser("chaos", help="the real handlers under seeded faults, then invariants (exit 1 on a violation)"))
@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     simulate.add_arguments(commands.add_parser(
         "simulate", help="a pipeline file's whole timeline for a sample contact, as a table (the engine on a virtual clock; sends nothing)"
     ))
+    dashboard.add_arguments(commands.add_parser(
+        "stats", help="a team's pipelines side by side, funnels and step lateness (what GET /_local/dashboard shows)"))
 
     args = parser.parse_args(argv)
     if args.command == "invoke":
@@ -72,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         return replay.run_from_args(args)
     if args.command == "simulate":
         return simulate.run_from_args(args)
+    if args.command == "stats":
+        return dashboard.run_from_args(args)
     if args.command == "demo":
         from dripline_local.demo import run_demo
 

@@ -5,8 +5,8 @@ from typing import Any
 
 from dripline.api import schemas
 from dripline.clock import iso
-from dripline.storage.models import AutomaticPipeline, Contact, PipelineRun, Suppression, Task
-from dripline.storage import runs
+from dripline.storage.models import AutomaticPipeline, Contact, MessageRecord, PipelineRun, Suppression, Task
+from dripline.storage import messages, runs
 from dripline.storage.pipelines import Pipeline
 from dripline.storage.util import plain
 
@@ -143,4 +143,17 @@ def simulation(spec, timeline) -> schemas.SimulationOut:
         ],
         passed_over=list(timeline.passed_over),
         not_reached=list(timeline.not_reached),
+    )
+
+
+def message(m: MessageRecord) -> schemas.MessageOut:
+    latest = messages.latest_event(m)
+    return schemas.MessageOut(
+        message_id=m.message_id,
+        run_id=m.run_id,
+        pipeline_id=m.pipeline_id,
+        step_number=_int(m.step_number),
+        sent_at=iso(m.sent_at),
+        latest_event=schemas.EmailEventAt(type=latest[0], at=iso(latest[1])) if latest else None,
+        events={event: iso(when) for event, when in messages.events_of(m).items()},
     )

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from pynamodb.exceptions import DoesNotExist, PynamoDBException
 
+from dripline import observability
 from dripline.domain import ACTIVE_STATUSES, ClaimedRun, Outcome, PipelineSpec, RunStatus, Source, StepRecord
 from dripline.engine import Decision, Schedule
 from dripline.errors import NotFound
@@ -146,6 +147,7 @@ def create_run(
             created_at=now,
             updated_at=now,
             completed_at=None if schedule.status.active else now,
+            correlation_id=observability.correlation_id(),
         )
         written = _write_once(
             lambda: run.save(condition=PipelineRun.run_id.does_not_exist()),
@@ -337,6 +339,8 @@ def claim(candidate: DueCandidate, now: datetime, lease_seconds: int) -> Claimed
         lease_owner=lease_owner,
         reclaimed=claimed.claimed_from == RunStatus.RUNNING.value,
         history=tuple(claimed.history or ()),
+        last_error=claimed.last_error,
+        correlation_id=claimed.correlation_id,
     )
 
 
@@ -502,6 +506,7 @@ def recount(team_id: str, pipeline_id: str) -> dict[str, int]:
             counts[prefix + "executed"] += 1
             counts[prefix + record.outcome] += 1
             counts[prefix + "lateness_ms"] += record.lateness_ms
+            counts[stats.lateness_bucket(record.lateness_ms)] += 1
             counts["emails_sent"] += record.action_type == "send_email" and record.outcome == Outcome.SUCCEEDED.value
     return dict(counts)
 
