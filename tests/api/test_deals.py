@@ -269,3 +269,63 @@ def test_suppressed_addresses_get_no_deal_email_whether_owner_or_contact(api, de
     assert run["history"][0]["error"] == "suppressed"
     assert run["history"][1]["detail"]["sent"] == 1 and run["history"][1]["detail"]["skipped"] == 1
     assert [m["To"] for m in sent_emails()] == ["ada@example.com"]
+
+
+# --- with main's run ids, strict templates and try-out routes -------------------------------------
+
+
+def test_a_deal_run_is_read_by_its_id_and_its_owner_email_events_count_once(api, deals_stream, settings, frozen_clock):
+    import json
+
+    from functions.ses_events import app as ses_events_app
+    from tests.support import load_event
+
+    pipeline = deal_pipeline(api, [OWNER_EMAIL])
+    deal = new_deal(api)
+    deliver(deals_stream)
+    run_ticks_until(Processor(settings), frozen_clock, frozen_clock.now() + timedelta(minutes=5))
+    (listed,) = api.get(f"/deals/{deal['deal_id']}/runs").body["items"]
+
+    # the run id names the deal (type letter `d`), so GET /runs/{id} reads it with one GetItem
+    assert listed["run_id"].endswith("d" + deal["deal_id"])
+    reply = api.get(f"/runs/{listed['run_id']}")
+    assert reply.status == 200, reply.body
+    assert (reply.body["pipelineable_type"], reply.body["pipelineable_id"], reply.body["status"]) == (
+        "deal", deal["deal_id"], "completed")
+
+    # and SES's delivery event of the owner's email (no contact) finds the run and counts once, redelivered
+    message_id = listed["history"][0]["detail"]["message_id"]
+    text = (json.dumps(load_event("ses_delivery.json")).replace("RUN_ID", listed["run_id"])
+            .replace("MESSAGE_ID", message_id).replace("PIPELINE_ID", pipeline["pipeline_id"]).replace("ada@example.com", "owner@example.com"))
+    outcomes = [ses_events_app.lambda_handler(json.loads(text), FakeContext()) for _ in range(2)]
+    assert [o.get("outcome") for o in outcomes] == ["counted", "duplicate"], outcomes
+    assert api.get(f"/pipelines/{pipeline['pipeline_id']}/stats").body["emails"]["delivered"] == 1
+
+
+@pytest.mark.parametrize("step,known", [
+    ({**OWNER_EMAIL, "message": "{{ deal.nmae }}"}, "deal has id, name, value, stage, owner_email, contact_ids, attributes"),
+    ({**CONTACTS_EMAIL, "step_number": 1, "message": "Hi {{ contact.frist_name }}"},
+     "contact has id, email, first_name, last_name, timezone, attributes"),
+])
+def test_a_misspelled_field_of_the_steps_record_is_a_422_listing_that_records_fields(api, step, known):
+    reply = api.post("/pipelines", {"name": "Typo", "model_type": "deal", "steps": [step]})
+    assert reply.status == 422 and reply.body["field"] == "steps[0].message", reply.body
+    assert known in reply.body["message"], reply.body
+
+
+def test_an_owner_email_may_not_name_a_contact(api):
+    step = {**OWNER_EMAIL, "message": "Hi {{ contact.first_name }}"}
+    reply = api.post("/pipelines", {"name": "Owner", "model_type": "deal", "steps": [step]})
+    assert reply.status == 422 and reply.body["field"] == "steps[0].message", reply.body
+    assert "unknown name 'contact'" in reply.body["message"]
+
+
+def test_preview_simulate_and_test_send_of_a_deal_pipeline_are_a_clear_422(api):
+    pipeline_id = deal_pipeline(api, [OWNER_EMAIL])["pipeline_id"]
+    contact = {"contact": {"email": "sam@example.com"}}
+    for path, body, what in ((f"/pipelines/{pipeline_id}/preview", contact, "preview"),
+                             (f"/pipelines/{pipeline_id}/simulate", {**contact, "failures": []}, "simulation"),
+                             (f"/pipelines/{pipeline_id}/steps/1/test", {"to": "ada@acme.example"}, "test send")):
+        reply = api.post(path, body)
+        assert reply.status == 422 and reply.body["field"] == "model_type", (path, reply.body)
+        assert reply.body["message"] == f"model_type: {what} supports contact pipelines only; this is a deal pipeline"

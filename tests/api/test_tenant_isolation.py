@@ -23,6 +23,7 @@ ID_FACTORIES = {
     "run_id": lambda world: world["run_id"],
     "task_id": lambda world: world["task_id"],
     "deal_id": lambda world: world["deal_id"],
+    "step_number": lambda world: 2,  # the world pipeline's email step
 }
 # A valid request body for each request schema.
 BODY_FACTORIES = {
@@ -33,6 +34,10 @@ BODY_FACTORIES = {
     "TaskPatch": lambda world: {"status": "done"},
     "DealIn": lambda world: {"name": "Mallory's deal", "contact_ids": []},
     "DealPatch": lambda world: {"stage": "lost", "contact_ids": []},
+    # Team A's pipeline tried for team A's contact: both unknown to team B.
+    "PreviewIn": lambda world: {"contact_id": world["contact_id"]},
+    "SimulateIn": lambda world: {"contact_id": world["contact_id"], "failures": [{"step_number": 1}]},
+    "TestSendIn": lambda world: {"to": "ada@acme.example", "contact_id": world["contact_id"]},
 }
 
 

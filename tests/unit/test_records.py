@@ -53,3 +53,13 @@ def test_a_contact_renders_as_contact_and_a_deal_as_deal():
     assert records.get("deal") is records.DEAL
     with pytest.raises(LookupError):
         records.get("company")
+
+
+def test_every_record_type_has_a_run_id_letter_and_its_run_ids_name_their_owner():
+    from dripline.storage import runs
+    from dripline.storage.models import run_owner
+
+    for name in records.NAMES:
+        owner = run_owner("acme", name, "x1")
+        run_id = runs._run_id(owner, "p1", 0)
+        assert runs.owner_of("acme", run_id) == owner

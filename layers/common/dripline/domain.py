@@ -96,6 +96,17 @@ class PipelineSpec:
         return next((s for s in self.steps if s.step_number > step_number), None)
 
 
+# The fields a template may name on each object of its context (`contact.first_name`,
+# `pipeline.name`): saving a template with any other top-level field is a 422 listing
+# these (dripline.templating.check). One entry per record type; `attributes` holds the
+# record's free-form fields, which may be missing at render.
+TEMPLATE_FIELDS: dict[str, tuple[str, ...]] = {
+    "contact": ("id", "email", "first_name", "last_name", "timezone", "attributes"),
+    "deal": ("id", "name", "value", "stage", "owner_email", "contact_ids", "attributes"),
+    "pipeline": ("name",),
+}
+
+
 @dataclass(frozen=True)
 class ContactView:
     """What actions and templates may see of a contact."""
@@ -185,5 +196,7 @@ class ClaimedRun:
     reclaimed: bool
     # The steps recorded so far (the finish rewrites the history with one more).
     history: tuple[StepRecord, ...] = ()
+    # The error of the step's last failed attempt (None on a first attempt).
+    last_error: str | None = None
     # The id of the request or record that enrolled the run (its log lines carry it).
     correlation_id: str | None = None

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from dripline.domain import ContactView, DealView
+from dripline.domain import TEMPLATE_FIELDS, ContactView, DealView
 from dripline.storage import contacts, deals, suppressions
 from dripline.storage.models import Contact, Deal, run_owner
 
@@ -125,7 +125,7 @@ def contact_record(view: ContactView, updated_at: datetime | None = None, pipeli
 CONTACT = RecordType(
     name="contact",
     id_field="contact_id",
-    template_fields=frozenset({"id", "email", "first_name", "last_name", "timezone", "attributes"}),
+    template_fields=frozenset(TEMPLATE_FIELDS["contact"]),
     email_targets=(
         EmailTarget("contact", True, lambda record: [EmailRecipient(record.view.email, record.view, record.view.suppressed)]),
     ),
@@ -165,7 +165,7 @@ def _deal_contacts(record: Record) -> list[EmailRecipient]:
 DEAL = RecordType(
     name="deal",
     id_field="deal_id",
-    template_fields=frozenset({"id", "name", "value", "stage", "owner_email", "contact_ids", "attributes"}),
+    template_fields=frozenset(TEMPLATE_FIELDS["deal"]),
     email_targets=(EmailTarget("owner", False, _deal_owner), EmailTarget("contacts", True, _deal_contacts)),
     default_target=None,
     wrap=_deal_record,

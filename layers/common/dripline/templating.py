@@ -19,6 +19,14 @@ every team shares. Two defences, each enough on its own for what it covers:
    more than MAX_LOOP_ITEMS times, the output is capped at MAX_OUTPUT and a render
    stops after RENDER_SECONDS.
 
+3. **Known fields** (`check` only, when a pipeline is saved): a top-level field of a
+   context object that it does not have (`contact.frist_name`) is a 422 naming it and
+   listing the known ones (dripline.domain.TEMPLATE_FIELDS, one list per record type:
+   contact.* and deal.* each have their own).
+   Free-form attributes may be missing at render: `contact.attributes.plan` (and any
+   lookup below it) renders empty, `| default("free")` supplies a fallback, `{% if
+   contact.attributes.plan %}` tests for it. Arithmetic on a missing value still fails.
+
 Compiled templates are cached by source, so rendering a step does not recompile.
 Render errors say what went wrong and where, never with the contact's values (they are
 logged and stored in the run's history).
@@ -37,9 +45,10 @@ from typing import Any
 from jinja2 import Environment, Template, TemplateSyntaxError, nodes, pass_eval_context
 from jinja2.defaults import DEFAULT_FILTERS
 from jinja2.exceptions import SecurityError, UndefinedError
-from jinja2.runtime import Context, Undefined, markup_join, str_join
+from jinja2.runtime import ChainableUndefined, Context, Undefined, markup_join, str_join
 from jinja2.sandbox import SandboxedEnvironment
 
+from dripline.domain import TEMPLATE_FIELDS
 from dripline.errors import ValidationFailed
 from dripline.records import NAMES as RECORD_TYPE_NAMES
 
@@ -93,7 +102,7 @@ def check(source: str, field: str = "message", names: frozenset[str] = CONTEXT_N
     """Raise ValidationFailed (naming `field`) if `source` does not compile, leaves the
     language, or uses a context name outside `names`."""
     try:
-        _checked_tree(source, names)
+        _check_fields(_checked_tree(source, names))
     except TemplateSyntaxError as exc:
         raise ValidationFailed(field, f"template error on line {exc.lineno}: {exc.message}") from exc
     except TemplateRefused as exc:
@@ -104,12 +113,37 @@ def check(source: str, field: str = "message", names: frozenset[str] = CONTEXT_N
 
 def _checked_tree(source: str, names: frozenset[str] = CONTEXT_NAMES) -> nodes.Template:
     tree = _environment(False).parse(source)
-    targets = [loop.target for loop in tree.find_all(nodes.For)]
-    loop_names = {n.name for t in targets for n in (t, *t.find_all(nodes.Name)) if isinstance(n, nodes.Name)}
-    allowed_names = names | loop_names | {"loop"}
+    allowed_names = names | _loop_names(tree) | {"loop"}
     for node in tree.find_all(nodes.Node):
         _check_node(node, allowed_names)
     return tree
+
+
+def _loop_names(tree: nodes.Template) -> set[str]:
+    targets = [loop.target for loop in tree.find_all(nodes.For)]
+    return {n.name for t in targets for n in (t, *t.find_all(nodes.Name)) if isinstance(n, nodes.Name)}
+
+
+def _check_fields(tree: nodes.Template) -> None:
+    """Every `contact.x` / `contact['x']` (and `deal.x`, `pipeline.x`) names a known field of that
+    object: each record type's own list (the template's names were checked against the step's
+    record types before this, so `deal.x` on a contact pipeline never gets here)."""
+    loop_names = _loop_names(tree)
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        owner = node.node
+        if not isinstance(owner, nodes.Name) or owner.name in loop_names or owner.name not in TEMPLATE_FIELDS:
+            continue
+        if isinstance(node, nodes.Getattr):
+            name = node.attr
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            name = node.arg.value
+        else:
+            continue  # a computed key: only known at render
+        known = TEMPLATE_FIELDS[owner.name]
+        if name not in known:
+            raise TemplateRefused(
+                f"unknown field {owner.name}.{name} (line {node.lineno}); {owner.name} has {', '.join(known)}"
+            )
 
 
 def _check_node(node: nodes.Node, allowed_names: set[str] | frozenset[str]) -> None:
@@ -259,7 +293,8 @@ class _BudgetedSandbox(SandboxedEnvironment):
     intercepted_binops = frozenset({"+"})
 
     def __init__(self, autoescape: bool) -> None:
-        super().__init__(autoescape=autoescape, keep_trailing_newline=True)
+        # Chainable: a missing attribute, and any lookup below it, is empty (or `default`).
+        super().__init__(autoescape=autoescape, keep_trailing_newline=True, undefined=ChainableUndefined)
         self.globals.clear()  # no range, dict, lipsum, cycler, joiner, namespace
         self.filters = {name: _guarded_filter(DEFAULT_FILTERS[name]) for name in FILTERS}
         self.filters.update(_each=_each, _concat=_concat, _emit=_emit)

@@ -42,16 +42,20 @@ class ActionContext:
     contact: ContactView | None  # the run's contact; None when the run is of another record type
     settings: Settings
     now: datetime
-    clients: Any  # dripline.processor.Clients: lazily created AWS clients
+    clients: Any  # dripline.processor.Clients: lazily created AWS clients (None in a preview)
     # The run's record, whatever its type (dripline.records); derived from `contact` when not given.
     record: Record | None = None
+    # An inert link instead of the contact's signed one: previews and test sends of a
+    # sample contact (there is no contact to unsubscribe).
+    unsubscribe_url: str | None = None
 
     def __post_init__(self) -> None:
         if self.record is None and self.contact is not None:
             object.__setattr__(self, "record", records.contact_record(self.contact))
 
     def template_context(self, recipient: EmailRecipient | None = None, unsubscribe_url: str | None = None) -> dict[str, Any]:
-        """What the step's templates render with (dripline.records.template_context)."""
+        """What the step's templates render with (dripline.records.template_context; names
+        and fields: dripline.domain.TEMPLATE_FIELDS)."""
         return records.template_context(self.record, self.pipeline.name, recipient, unsubscribe_url)
 
 
@@ -62,6 +66,18 @@ class Action(Protocol):
     def validate(self, step: Step) -> None: ...
 
     def execute(self, ctx: ActionContext) -> ActionResult: ...
+
+
+class Previewable(Protocol):
+    """An action that can also say what it would do, without doing it (dripline.simulation: preview, simulate).
+
+    `preview(ctx)` renders what `execute(ctx)` would send or create, with the same
+    functions, and touches nothing: no AWS call, no write. It raises what `execute` would
+    raise for this contact (a template that fails, an email that renders empty); it
+    returns an ActionResult instead when execute would not act at all (unsubscribed).
+    """
+
+    def preview(self, ctx: ActionContext) -> dict[str, Any] | ActionResult: ...
 
 
 _registry: dict[str, Action] = {}

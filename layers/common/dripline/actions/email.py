@@ -14,21 +14,28 @@ headers refuse CR, LF and NUL; the bodies are base64.
 from __future__ import annotations
 
 import unicodedata
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from email.charset import BASE64, Charset
 from email.header import Header
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.policy import compat32
 from email.utils import formatdate, make_msgid
+from typing import Any
 
 from dripline import records, templating, unsubscribe
 from dripline.actions import ActionContext, ActionError, register
 from dripline.records import EmailRecipient
-from dripline.domain import Step
+from dripline.domain import ContactView, Step
+from dripline.email_tags import email_tags, tag_value
 from dripline.engine import ActionResult
 from dripline.errors import ValidationFailed
 from dripline.keys import SecretUnavailable
+from dripline.settings import Settings
 
+EMPTY_MESSAGE = "empty_message"  # the failure of an email whose body renders empty
 SUPPRESSED = "suppressed"  # the skip reason of an email to a suppressed address
 MAX_SUBJECT = 998  # RFC 5322 line limit; also the limit of a rendered subject
 UTF8 = Charset("utf-8")
@@ -52,6 +59,8 @@ class SendEmail:
         to = step.data.get("to")
         if to is not None and not isinstance(to, str):
             raise ValidationFailed("data.to", "must be a string")  # which values: per model type (dripline.records)
+        if not step.message.strip():
+            raise ValidationFailed("message", "send_email needs a message (the email's body)")
         templating.check(subject, "data.subject")
         templating.check(step.message, "message")
 
@@ -75,53 +84,24 @@ class SendEmail:
 
     def _send(self, ctx: ActionContext, recipient: EmailRecipient) -> str:
         """Render and send one email; its SES message id."""
-        settings = ctx.settings
         contact = recipient.contact
-        link = None
-        if contact is not None:  # a contact's email carries its own unsubscribe link (RFC 8058)
-            try:
-                key = settings.unsubscribe_secret
-            except SecretUnavailable as exc:  # fail closed: no link, no email; a later attempt may read it
-                raise ActionError(f"SecretUnavailable: {exc}", retryable=True) from exc
-            link = unsubscribe.unsubscribe_url(
-                settings.public_api_url, key, contact.team_id, contact.contact_id, contact.subscription_generation, ctx.now
-            )
-        context = ctx.template_context(recipient, link)
+        link = unsubscribe_link(ctx, contact) if contact is not None else None  # a deal's owner has none
+        content = compose(ctx, link, recipient)
+        tags = email_tags(ctx.record.team_id, ctx.pipeline.pipeline_id, ctx.run.run_id, ctx.step.step_number)
+        if contact is not None and ctx.record.type != records.CONTACT.name:
+            # whom a bounce or complaint suppresses when the run is not the contact's (dripline.email_events)
+            tags.append({"Name": "contact", "Value": tag_value(contact.contact_id)})
+        raw = mime_message(content, sender=ctx.settings.email_from, to=recipient.address, link=link, now=ctx.now)
+        return send(ctx.clients.sesv2, ctx.settings, to=recipient.address, raw=raw, tags=tags)["MessageId"]
 
-        subject = _subject_line(templating.render_text(str(ctx.step.data["subject"]), context))
-        text = templating.render_text(ctx.step.message, context)
-        html = templating.render_html(ctx.step.message, context)
-        message = MIMEMultipart("alternative")
-        message["From"] = _header_value(settings.email_from)
-        message["To"] = _header_value(recipient.address)
-        message["Subject"] = Header(subject, UTF8, header_name="Subject")
-        message["Date"] = formatdate(ctx.now.timestamp(), usegmt=True)
-        message["Message-ID"] = make_msgid(domain="dripline")
-        footer_text, footer_html = "", ""
-        if link is not None:
-            message["List-Unsubscribe"] = _header_value(f"<{link}>")
-            message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-            footer_text, footer_html = f"\n\n--\nUnsubscribe: {link}", f'<p><a href="{link}">Unsubscribe</a></p>'
-        message.attach(MIMEText(f"{text}{footer_text}\n", "plain", UTF8))
-        body = f"<html><body><p>{html}</p>{footer_html}</body></html>"
-        message.attach(MIMEText(body, "html", UTF8))
-
-        tags = [
-            {"Name": "team", "Value": _tag(ctx.record.team_id)},
-            {"Name": "pipeline", "Value": _tag(ctx.pipeline.pipeline_id)},
-            {"Name": "run", "Value": _tag(ctx.run.run_id)},
-            {"Name": "step", "Value": str(ctx.step.step_number)},
-        ]
-        if contact is not None:  # whom a bounce or complaint suppresses (dripline.email_events)
-            tags.append({"Name": "contact", "Value": _tag(contact.contact_id)})
-        response = ctx.clients.sesv2.send_email(
-            FromEmailAddress=settings.email_from,
-            Destination={"ToAddresses": [recipient.address]},
-            Content={"Raw": {"Data": message.as_bytes(policy=UNFOLDED)}},
-            ConfigurationSetName=settings.ses_configuration_set,
-            EmailTags=tags,
-        )
-        return response["MessageId"]
+    def preview(self, ctx: ActionContext) -> dict[str, str] | ActionResult:
+        """The subject and the two body parts `execute` would send now (dripline.simulation:
+        preview, simulate). Contact pipelines only: the API refuses a preview of any other
+        record type's pipeline (docs/API.md)."""
+        not_sent = _not_sent(ctx)
+        if not_sent is not None:
+            return not_sent
+        return asdict(compose(ctx, unsubscribe_link(ctx)))
 
 
 def _skip_reason(recipient: EmailRecipient) -> str | None:
@@ -133,7 +113,89 @@ def _skip_reason(recipient: EmailRecipient) -> str | None:
     return None
 
 
-def _subject_line(rendered: str) -> str:
+def _not_sent(ctx: ActionContext) -> ActionResult | None:
+    """The skip of a contact that is never emailed, or None (the same rule as execute's)."""
+    reason = _skip_reason(EmailRecipient(ctx.contact.email, ctx.contact, ctx.contact.suppressed))
+    return None if reason is None else ActionResult.skipped(reason)
+
+
+@dataclass(frozen=True)
+class EmailContent:
+    """What an email step sends a contact: exactly the Subject and the two MIME parts."""
+
+    subject: str  # one line, before encoding
+    text: str  # the text/plain part
+    html: str  # the text/html part
+
+
+def unsubscribe_link(ctx: ActionContext, contact: ContactView | None = None) -> str:
+    """The contact's (default: the run's contact) signed one-click link (issued today:
+    ctx.now), or the context's inert one."""
+    if ctx.unsubscribe_url is not None:
+        return ctx.unsubscribe_url
+    contact, settings = contact or ctx.contact, ctx.settings
+    try:
+        key = settings.unsubscribe_secret
+    except SecretUnavailable as exc:  # fail closed: no link, no email; a later attempt may read it
+        raise ActionError(f"SecretUnavailable: {exc}", retryable=True) from exc
+    return unsubscribe.unsubscribe_url(
+        settings.public_api_url, key, contact.team_id, contact.contact_id, contact.subscription_generation, ctx.now
+    )
+
+
+def compose(ctx: ActionContext, link: str | None, recipient: EmailRecipient | None = None) -> EmailContent:
+    """The step's templates rendered for the recipient (default: the run's contact), framed as
+    sent (with an unsubscribe footer when the email goes to a contact: `link`).
+
+    A message that renders empty (only whitespace) for this contact is not sent: the
+    step fails with `empty_message` (a contact without the attributes a template tests
+    for, a template of only a missing field).
+    """
+    context = ctx.template_context(recipient, unsubscribe_url=link)
+    subject = subject_line(templating.render_text(str(ctx.step.data["subject"]), context))
+    text = templating.render_text(ctx.step.message, context)
+    if not text.strip():
+        raise ActionError(EMPTY_MESSAGE, retryable=False)
+    html = templating.render_html(ctx.step.message, context)
+    if link is None:  # to no contact (a deal's owner): nothing to unsubscribe from
+        return EmailContent(subject=subject, text=f"{text}\n", html=f"<html><body><p>{html}</p></body></html>")
+    return EmailContent(
+        subject=subject,
+        text=f"{text}\n\n--\nUnsubscribe: {link}\n",
+        html=f'<html><body><p>{html}</p><p><a href="{link}">Unsubscribe</a></p></body></html>',
+    )
+
+
+def mime_message(content: EmailContent, *, sender: str, to: str, link: str | None, now: datetime) -> bytes:
+    """The raw message: headers no contact value can add to, base64 bodies."""
+    # Our own boundary: the generator would otherwise pick one and compile a regex per
+    # message to check the body for it. The parts are base64, which has no "_".
+    message = MIMEMultipart("alternative", boundary=f"=_dripline_{uuid.uuid4().hex}")
+    message["From"] = _header_value(sender)
+    message["To"] = _header_value(to)
+    message["Subject"] = Header(content.subject, UTF8, header_name="Subject")
+    message["Date"] = formatdate(now.timestamp(), usegmt=True)
+    message["Message-ID"] = make_msgid(domain="dripline")
+    if link is not None:
+        message["List-Unsubscribe"] = _header_value(f"<{link}>")
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    message.attach(MIMEText(content.text, "plain", UTF8))
+    message.attach(MIMEText(content.html, "html", UTF8))
+    return message.as_bytes(policy=UNFOLDED)
+
+
+def send(sesv2: Any, settings: Settings, *, to: str, raw: bytes, tags: list[dict[str, str]]) -> dict[str, Any]:
+    """SES v2 SendEmail through the stack's configuration set; the tags lead SES's events back."""
+    return sesv2.send_email(
+        FromEmailAddress=settings.email_from,
+        Destination={"ToAddresses": [to]},
+        Content={"Raw": {"Data": raw}},
+        ConfigurationSetName=settings.ses_configuration_set,
+        EmailTags=tags,
+    )
+
+
+def subject_line(rendered: str) -> str:
     """One line of printable text: whitespace runs (CR and LF included) become one space,
     other control characters (NUL ...) go. At most MAX_SUBJECT characters."""
     line = " ".join(rendered.split())
@@ -148,11 +210,6 @@ def _header_value(value: str) -> str:
     if any(c in value for c in "\r\n\0"):
         raise ActionError("a header value contains a line break or NUL", retryable=False)
     return value
-
-
-def _tag(value: str) -> str:
-    """SES tag values allow only [A-Za-z0-9_-], at most 256 characters."""
-    return "".join(c if c.isalnum() or c in "_-" else "_" for c in value)[:256]
 
 
 register(SendEmail())

@@ -39,10 +39,11 @@ _PIPELINE_TARGETS = {
     "get_pipeline": "pipeline_id", "update_pipeline": "pipeline_id", "archive_pipeline": "pipeline_id",
     "pipeline_stats": "pipeline_id", "put_automatic": "pipeline_id", "delete_automatic": "pipeline_id",
     "list_runs": "pipeline_id", "reconcile_pipeline_stats": "pipeline_id",
+    "preview_pipeline": "pipeline_id", "simulate_pipeline": "pipeline_id", "test_send_step": "pipeline_id",
 }
 _CONTACT_TARGETS = {
     "get_contact": "contact_id", "patch_contact": "contact_id", "delete_contact": "contact_id",
-    "contact_runs": "contact_id", "assign": "contact_id", "list_tasks": "contact_id",
+    "contact_runs": "contact_id", "assign": "contact_id", "list_tasks": "contact_id", "contact_messages": "contact_id",
 }
 # Not list_tasks: a second link into it (filling deal_id where contact's fills contact_id) makes
 # schemathesis draw its query differently per source, which hypothesis refuses as flaky.
@@ -50,6 +51,7 @@ _DEAL_TARGETS = {"get_deal": "deal_id", "patch_deal": "deal_id", "delete_deal": 
 _link("create_pipeline", "201", "$response.body#/pipeline_id", _PIPELINE_TARGETS)
 _link("update_pipeline", "200", "$response.body#/pipeline_id", _PIPELINE_TARGETS)
 _link("list_pipelines", "200", "$response.body#/items/0/pipeline_id", _PIPELINE_TARGETS)
+_link("compare_pipelines", "200", "$response.body#/items/0/pipeline_id", _PIPELINE_TARGETS)
 _link("list_automatic", "200", "$response.body#/items/0/pipeline_id", _PIPELINE_TARGETS)
 _link("create_contact", "201", "$response.body#/contact_id", _CONTACT_TARGETS)
 _link("list_contacts", "200", "$response.body#/items/0/contact_id", _CONTACT_TARGETS)
@@ -59,6 +61,12 @@ _link("deal_runs", "200", "$response.body#/items/0/run_id", {"get_run": "run_id"
 _link("assign", "201", "$response.body#/run_id", {"get_run": "run_id"})
 _link("list_runs", "200", "$response.body#/items/0/run_id", {"get_run": "run_id"})
 _link("contact_runs", "200", "$response.body#/items/0/run_id", {"get_run": "run_id"})
+_link("contact_messages", "200", "$response.body#/items/0/run_id", {"get_run": "run_id"})
+_link("error_patterns", "200", "$response.body#/items/0/example_run_id", {"get_run": "run_id"})
+# A preview names each step: the test send takes the same pipeline and the step's number.
+LINKS[("preview_pipeline", "200")] = {"test_send_step": (
+    "test_send_step", {"pipeline_id": "$response.body#/pipeline_id", "step_number": "$response.body#/steps/0/step_number"}
+)}
 _link("list_tasks", "200", "$response.body#/items/0/task_id", {"patch_task": "task_id"})
 # Removing a contact from a run needs both ids: the run names its contact.
 LINKS[("assign", "201")]["unassign"] = (

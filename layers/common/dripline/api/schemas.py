@@ -215,6 +215,112 @@ class PipelinePage(BaseModel):
     next_token: str | None = Field(None, description="Pass back as `next_token` for the next page; null at the end")
 
 
+# --- trying a pipeline: preview, simulate, test send ---------------------------------------------
+
+SAMPLE_CONTACT_DOC = (
+    "A contact that exists only for this request (nothing is stored). Its unsubscribe link is an inert one "
+    "(`.../unsubscribe/sample`): there is no contact to unsubscribe."
+)
+
+
+class SampleContact(_Request):
+    email: str = Field(**EMAIL_FIELD)
+    first_name: str | None = Field(None, max_length=MAX_NAME)
+    last_name: str | None = Field(None, max_length=MAX_NAME)
+    timezone: str | None = Field(None, description="An IANA time zone name", examples=["Europe/London"])
+    attributes: dict[str, Any] = Field(default_factory=dict, description=f"Free-form, at most {MAX_ATTRIBUTES} keys")
+    unsubscribed: StrictBool = False
+
+    _email = field_validator("email")(check_email)
+    _timezone = field_validator("timezone")(check_timezone)
+    _attributes = field_validator("attributes")(check_attributes)
+
+
+class TryIn(_Request):
+    """Exactly one of `contact_id` (one of the team's contacts) and `contact` (an inline sample)."""
+
+    contact_id: str | None = Field(None, min_length=1, max_length=100, description="One of the team's contacts")
+    contact: SampleContact | None = Field(None, description=SAMPLE_CONTACT_DOC)
+
+
+class PreviewIn(TryIn):
+    pass
+
+
+class FailureIn(_Request):
+    step_number: StrictInt = Field(ge=1, le=1_000_000, description="The step that fails")
+    times: StrictInt = Field(1, ge=1, le=100, description="Its first `times` attempts fail")
+    retryable: StrictBool = Field(
+        True, description="A transient failure (an SES throttle: retried with backoff) or a permanent one (fails the run)"
+    )
+
+
+class SimulateIn(TryIn):
+    failures: list[FailureIn] = Field(
+        default_factory=list, max_length=MAX_STEPS, description="Injected outcomes, e.g. step 2 fails twice"
+    )
+
+
+class StepPreviewOut(BaseModel):
+    step_number: int
+    action_type: str
+    scheduled_at: str | None = Field(description="When the step is planned (ISO 8601); null if the run never reaches it")
+    runs_at: str | None = Field(description="The processor tick that runs it (ticks are on the minute)")
+    outcome: str = Field(
+        description="What the processor would record: succeeded, skipped, failed; or passed_over (a wait-until "
+        "skips it), not_reached (an earlier step fails the run)"
+    )
+    error: str | None = Field(description="Why it fails or is skipped, e.g. `empty_message`, `unsubscribed`")
+    rendered: dict[str, Any] | None = Field(
+        description="What it sends or creates: send_email `subject`, `text`, `html` (the exact MIME parts); "
+        "create_task `title`, `description`, `assignee`, `due_at`; webhook `url`, `payload` (unsigned)"
+    )
+
+
+class PreviewOut(BaseModel):
+    pipeline_id: str
+    version: int
+    start: str = Field(description="Enrollment time the plan counts from: now")
+    steps: list[StepPreviewOut]
+
+
+class AttemptOut(BaseModel):
+    step_number: int
+    action_type: str
+    attempt: int = Field(description="1, then 2 ... while the step is retried")
+    scheduled_at: str = Field(description="When the run was due (the plan, or the retry time)")
+    executed_at: str = Field(description="The tick that ran it")
+    outcome: Literal["succeeded", "skipped", "failed", "retry", "rescheduled"]
+    error: str | None
+    retry_in_seconds: int | None = Field(description="The backoff before the next attempt, for a retry")
+    next_at: str | None = Field(description="When the run is due next; null once it ended")
+
+
+class SimulationOut(BaseModel):
+    pipeline_id: str
+    version: int
+    start: str = Field(description="Enrollment time on the virtual clock: now")
+    status: Literal["completed", "failed", "cancelled"]
+    ended_at: str | None
+    attempts: list[AttemptOut]
+    passed_over: list[int] = Field(description="Steps a wait-until passes over")
+    not_reached: list[int] = Field(description="Steps after the one that ended the run")
+
+
+class TestSendIn(_Request):
+    to: str = Field(**{**EMAIL_FIELD, "description": "Must be the caller's own verified address (the token's `email`)"})
+    contact_id: str | None = Field(None, min_length=1, max_length=100, description="Render for this contact")
+    contact: SampleContact | None = Field(None, description=SAMPLE_CONTACT_DOC + " Default: one named by `to` only.")
+
+    _to = field_validator("to")(check_email)
+
+
+class TestSendOut(BaseModel):
+    message_id: str = Field(description="SES's id of the test email")
+    to: str
+    subject: str = Field(description="As sent, `[TEST] ` first")
+
+
 class AutomaticOut(BaseModel):
     pipeline_id: str
     model_type: str
@@ -393,6 +499,31 @@ class AssignIn(_Request):
     pipeline_id: str = Field(min_length=1, max_length=100)
 
 
+EmailEventName = Literal["delivered", "bounced", "complained", "opened", "clicked"]
+
+
+class EmailEventAt(BaseModel):
+    type: EmailEventName
+    at: str = Timestamp
+
+
+class MessageOut(BaseModel):
+    """One email SES accepted for the contact, from SES's own events."""
+
+    message_id: str = Field(description="SES's message id")
+    run_id: str
+    pipeline_id: str
+    step_number: int | None = Field(description="The step that sent it (from the email's `step` tag)")
+    sent_at: str = Field(description="When SES accepted it (ISO 8601, UTC, with `Z`)", examples=["2026-03-02T09:00:00.000Z"])
+    latest_event: EmailEventAt | None = Field(description="The most recent SES event after acceptance; null before any")
+    events: dict[EmailEventName, str] = Field(description="Each kind of SES event seen, with when it first happened (a second open or a redelivered event changes nothing)")
+
+
+class MessagePage(BaseModel):
+    items: list[MessageOut] = Field(description="Newest first")
+    next_token: str | None = None
+
+
 # --- runs --------------------------------------------------------------------------------------
 
 RunStatusName = Literal["pending", "running", "completed", "failed", "cancelled"]
@@ -509,6 +640,50 @@ class StatsOut(BaseModel):
         description="Email counters: `sent` when SES accepted the email; delivered, bounced, complained, opened "
         "and clicked from SES's events (each message counted once per kind; they arrive seconds to days later)."
     )
+
+
+class LatenessBucket(BaseModel):
+    le_seconds: int | None = Field(description="Upper bound of the bucket in seconds; null: later than the last bound")
+    count: int
+
+
+class PipelineComparison(StatsOut):
+    """One pipeline's row in `GET /stats/pipelines`: its Stats plus the figures that compare pipelines."""
+
+    pipeline_id: str
+    name: str
+    status: Literal["active", "archived"]
+    enrolled: int = Field(description="Runs ever created (runs.total)")
+    active: int = Field(description="Runs pending or running now")
+    open_rate: float = Field(description="opened / delivered (SES events; 0.0 before any delivery)")
+    click_rate: float = Field(description="clicked / delivered")
+    avg_lateness_seconds: float = Field(description="Mean lateness of every recorded step")
+    p99_lateness_seconds: float | None = Field(
+        description="The 99th percentile of step lateness is at most this (the bound of its histogram bucket); "
+        "null when it is past the last bound"
+    )
+    lateness_histogram: list[LatenessBucket] = Field(description="Recorded steps by lateness, one row per bucket")
+
+
+class PipelineComparisonPage(BaseModel):
+    items: list[PipelineComparison] = Field(description="The team's pipelines, in the order of `GET /pipelines`")
+    next_token: str | None = None
+
+
+class ErrorPattern(BaseModel):
+    error_code: str = Field(description="What the error starts with, up to its first colon (`Throttling`, `delivery_unknown`)")
+    action_type: str
+    failed: int = Field(description="Steps that failed for good")
+    retried: int = Field(description="Failed attempts that were retried")
+    recovered: int = Field(description="Steps that succeeded after failing with this error (their last failed attempt's)")
+    first_seen: str | None = Timestamp
+    last_seen: str | None = Timestamp
+    example_run_id: str | None = Field(description="A run it happened to (the earliest hour's)")
+
+
+class ErrorPatternList(BaseModel):
+    since: str = Field(description="The start of the hour the counts begin with (hourly counters)", examples=["2026-03-02T09:00:00.000Z"])
+    items: list[ErrorPattern] = Field(description="Most frequent first (failed + retried)")
 
 
 class Health(BaseModel):
