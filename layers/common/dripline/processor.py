@@ -25,7 +25,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, ParamValidationError
 from pynamodb.exceptions import PynamoDBException
 
-from dripline import actions, clock, delivery, engine
+from dripline import actions, clock, delivery, engine, exits
 from dripline.actions import ActionContext, ActionError
 from dripline.domain import ClaimedRun, Outcome, RunStatus
 from dripline.engine import ActionResult, DELIVERY_UNKNOWN
@@ -76,8 +76,8 @@ class TickReport:
     from the invoking thread (Powertools Metrics is not thread-safe)."""
 
     due: int = 0
-    # What became of each due run: completed, pending, failed, cancelled, retried, rescheduled
-    # (its send window was closed), lost, deferred, error.
+    # What became of each due run: completed, pending, failed, cancelled, exited (its exit
+    # condition held), retried, rescheduled (its send window was closed), lost, deferred, error.
     outcomes: Counter = field(default_factory=Counter)
     # Step-level counts for metrics: StepsSucceeded, EmailsSent, DeliveryUnknown ...
     events: Counter = field(default_factory=Counter)
@@ -115,6 +115,7 @@ class TickReport:
 
 OUTCOME_METRICS = {
     "completed": "RunsCompleted",
+    "exited": "RunsExited",
     "failed": "RunsFailed",
     "retried": "StepRetries",
     "lost": "ClaimsLost",
@@ -320,6 +321,9 @@ class Processor:
         contact = people.get(f"{claimed.team_id}#{claimed.pipelineable_id}")
         if contact is None:
             return ActionResult.stop("contact_deleted"), pipeline
+        exited = engine.exit_check(pipeline, exits.record_of(claimed.pipelineable_type, contacts.view(contact)))
+        if exited is not None:
+            return exited, pipeline
         closed = engine.outside_window(step, clock.now(), recipient)
         if closed is not None:
             return closed, pipeline
@@ -345,13 +349,13 @@ class Processor:
         if written == runs.LOST:
             logger.warning("lease lost before finishing; the new holder decides", extra={"run_id": claimed.run_id})
             return RunOutcome(runs.LOST)
-        if written == runs.CANCELLED_MEANWHILE:
-            # cancel_run already moved the run's counter; only the step is left to count.
-            after, written = RunStatus.RUNNING, RunStatus.CANCELLED.value
+        if written in runs.ENDED_MEANWHILE:
+            # cancel_run / exit_run already moved the run's counter; only the step is left to count.
+            after, written = RunStatus.RUNNING, runs.ENDED_MEANWHILE[written].value
         else:
             after = RunStatus(written)
         history = decision.history
-        if history is None:  # a retry or a window's opening was scheduled (or the run was cancelled meanwhile)
+        if history is None:  # a retry or a window's opening was scheduled, the run exited, or it ended meanwhile
             tally.step_finished(claimed.team_id, claimed.pipeline_id, after=after)
             if written != RunStatus.PENDING.value:
                 return RunOutcome(written)

@@ -216,7 +216,7 @@ def read(team_id: str, pipeline_id: str, steps: list[tuple[int, str]]) -> dict[s
         return max(0, int(float(item.get(name, {}).get("N", "0"))))
 
     runs = {"total": counter("runs_total"), **{s: counter(f"runs_{s}") for s in RUN_STATUSES}}
-    ended = runs["completed"] + runs["failed"] + runs["cancelled"]
+    ended = sum(runs[s.value] for s in RunStatus if not s.active)
     step_rows = []
     executed_all = succeeded_all = 0
     for step_number, action_type in steps:
@@ -239,6 +239,8 @@ def read(team_id: str, pipeline_id: str, steps: list[tuple[int, str]]) -> dict[s
     return {
         "runs": runs,
         "completion_rate": round(runs["completed"] / ended, 4) if ended else 0.0,
+        # Exits are the pipeline's conversions (its exit_when is its goal).
+        "conversion_rate": round(runs[RunStatus.EXITED.value] / runs["total"], 4) if runs["total"] else 0.0,
         "success_rate": round(succeeded_all / executed_all, 4) if executed_all else 0.0,
         "steps": step_rows,
         "emails": {event: counter(f"emails_{event}") for event in EMAIL_EVENTS},
