@@ -142,3 +142,38 @@ def test_a_run_keeps_the_exit_condition_of_its_version(api, stream, settings, tw
     deliver(stream)
 
     assert only_run(api, contact["contact_id"])["status"] == "exited"  # enrolled on version 1, which has the condition
+
+
+def test_an_exit_while_a_step_runs_keeps_the_step_and_ends_the_run_exited(api, stream, settings, frozen_clock, two_emails):
+    import boto3
+
+    from dripline.processor import Clients
+
+    contact = api.post("/contacts", contact_body()).body
+    deliver(stream)
+
+    class PaysWhileSending:
+        """SES that, while the welcome is being sent, sees the contact pay and the stream handled."""
+
+        def __init__(self):
+            self.real = boto3.client("sesv2", region_name=settings.region)
+
+        def send_email(self, **kwargs):
+            response = self.real.send_email(**kwargs)
+            api.patch(f"/contacts/{contact['contact_id']}", {"attributes": {"plan": "paid"}})
+            deliver(stream)  # the run is `running` (claimed): the exit ends it anyway
+            return response
+
+    clients = Clients(settings)
+    clients.__dict__["sesv2"] = PaysWhileSending()  # cached_property slot
+    report = Processor(settings, clients).tick()
+
+    run = only_run(api, contact["contact_id"])
+    assert report.outcomes["exited"] == 1
+    assert run["status"] == "exited" and run["exit_match"]["path"] == "exit_when" and run["next_step_at"] is None
+    assert [(h["step_number"], h["outcome"]) for h in run["history"]] == [(1, "succeeded")]
+    stats = api.get(f"/pipelines/{two_emails['pipeline_id']}/stats").body
+    assert stats["runs"] == {"total": 1, "pending": 0, "running": 0, "completed": 0, "failed": 0, "cancelled": 0, "exited": 1}
+    assert [s["succeeded"] for s in stats["steps"]] == [1, 0]
+    assert api.post(f"/pipelines/{two_emails['pipeline_id']}/stats/reconcile", None).body["runs"] == stats["runs"]
+    assert run_ticks_until(Processor(settings), frozen_clock, frozen_clock.now() + timedelta(days=4)) == 0
