@@ -177,3 +177,20 @@ def test_an_exit_while_a_step_runs_keeps_the_step_and_ends_the_run_exited(api, s
     assert [s["succeeded"] for s in stats["steps"]] == [1, 0]
     assert api.post(f"/pipelines/{two_emails['pipeline_id']}/stats/reconcile", None).body["runs"] == stats["runs"]
     assert run_ticks_until(Processor(settings), frozen_clock, frozen_clock.now() + timedelta(days=4)) == 0
+
+
+def test_a_redelivered_update_counts_the_exit_once(api, stream, two_emails):
+    from functions.enrollment import app as enrollment_app
+    from tests.support import FakeContext
+
+    contact = api.post("/contacts", contact_body()).body
+    deliver(stream)
+    api.patch(f"/contacts/{contact['contact_id']}", {"attributes": {"plan": "paid"}})
+    records = stream.read()
+
+    for _ in range(2):  # Lambda retries a batch, or the record is delivered twice
+        assert enrollment_app.lambda_handler({"Records": records}, FakeContext()) == {"batchItemFailures": []}
+
+    assert only_run(api, contact["contact_id"])["status"] == "exited"
+    stats = api.get(f"/pipelines/{two_emails['pipeline_id']}/stats").body
+    assert stats["runs"] == {"total": 1, "pending": 0, "running": 0, "completed": 0, "failed": 0, "cancelled": 0, "exited": 1}
