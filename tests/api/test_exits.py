@@ -194,3 +194,27 @@ def test_a_redelivered_update_counts_the_exit_once(api, stream, two_emails):
     assert only_run(api, contact["contact_id"])["status"] == "exited"
     stats = api.get(f"/pipelines/{two_emails['pipeline_id']}/stats").body
     assert stats["runs"] == {"total": 1, "pending": 0, "running": 0, "completed": 0, "failed": 0, "cancelled": 0, "exited": 1}
+
+
+@pytest.mark.parametrize("fault", ["lose_connection", "lose_500", "throttle"])
+def test_a_lost_or_throttled_exit_write_still_exits_once_and_counts_once(api, stream, two_emails, fault):
+    from dripline_local import faults
+
+    contact = api.post("/contacts", contact_body()).body
+    deliver(stream)
+    api.patch(f"/contacts/{contact['contact_id']}", {"attributes": {"plan": "paid"}})
+
+    def is_exit(call):  # the run update that sets exit_match ("xm")
+        return call.operation == "UpdateItem" and "xm" in call.params.get("ExpressionAttributeNames", {}).values()
+
+    kind = {"lose_connection": faults.LOSE_CONNECTION, "lose_500": faults.LOSE_500, "throttle": faults.THROTTLE}[fault]
+    injector = faults.FaultInjector(seed=5)
+    injector.add(faults.Rule("dynamodb", "UpdateItem", kind, times=1, when=is_exit))
+    with injector.installed():
+        deliver(stream)
+
+    assert injector.injected[("dynamodb", "UpdateItem", kind)] == 1
+    assert only_run(api, contact["contact_id"])["status"] == "exited"
+    counted = api.get(f"/pipelines/{two_emails['pipeline_id']}/stats").body["runs"]
+    assert counted == {"total": 1, "pending": 0, "running": 0, "completed": 0, "failed": 0, "cancelled": 0, "exited": 1}
+    assert api.post(f"/pipelines/{two_emails['pipeline_id']}/stats/reconcile", None).body["runs"] == counted
