@@ -1,12 +1,14 @@
 """Exit conditions (dripline.exits): the grammar's validation and the evaluator, with
 examples and properties (hypothesis) over generated conditions and records."""
+from datetime import datetime, timezone
 from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dripline.domain import ContactView
+from dripline import engine
+from dripline.domain import ContactView, PipelineSpec, RunStatus, Step
 from dripline.errors import ValidationFailed
 from dripline.exits import MAX_DEPTH, MAX_LEAVES, ExitCondition, record_of
 
@@ -129,6 +131,33 @@ def test_depth_leaves_and_size_are_capped():
 
 def test_a_stored_condition_loads_without_a_model_type_whatever_its_field_names():
     assert ExitCondition.parse({"field": "stage", "equals": "won"}).evaluate({"stage": "won"}) == "exit_when"
+
+
+# --- the engine's pre-step check -----------------------------------------------------------------
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def spec(exit_when=None):
+    return PipelineSpec("acme", "p1", 1, "Trial", "contact", (Step(1, "send_email", 0), Step(2, "send_email", 86400)),
+                        exit_when=ExitCondition.parse(exit_when, "contact") if exit_when else None)
+
+
+def test_a_met_exit_condition_ends_the_run_exited_without_recording_the_step():
+    trial = spec({"any": [{"attribute": "plan", "equals": "paid"}, {"field": "email", "in": ["x@example.com"]}]})
+
+    result = engine.exit_check(trial, contact(plan="paid"))
+    decision = engine.after_step(trial, 2, result, scheduled_at=T0, executed_at=T0, failed_attempts_before=1,
+                                 max_attempts=5, retry_base_seconds=60, retry_max_seconds=3600)
+
+    assert decision.schedule.status is RunStatus.EXITED
+    assert decision.schedule.next_step_number is None and decision.schedule.next_step_at is None
+    assert decision.history is None and decision.exit_match == "exit_when.any[0]" and decision.last_error is None
+
+
+def test_no_condition_or_one_not_met_lets_the_step_run():
+    assert engine.exit_check(spec(), contact(plan="paid")) is None
+    assert engine.exit_check(spec({"attribute": "plan", "equals": "paid"}), contact(plan="trial")) is None
 
 
 # --- properties -----------------------------------------------------------------------------------
