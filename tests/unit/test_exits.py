@@ -240,3 +240,26 @@ def test_in_one_value_is_equals_and_exists_true_and_false_are_complements(name, 
     present = holds({"attribute": name, "exists": True}, record) is not None
     absent = holds({"attribute": name, "exists": False}, record) is not None
     assert present != absent
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8),
+              st.sampled_from(["any", "all", "field", "attribute", "equals", "in", "exists", "email", "plan"])),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(st.sampled_from(["any", "all", "field", "attribute", "equals", "in", "exists", "x"]), children, max_size=4),
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(json_values, records)
+def test_any_json_is_either_a_valid_condition_or_a_422_never_a_crash(raw, record):
+    try:
+        parsed = ExitCondition.parse(raw, "contact")
+    except ValidationFailed as refused:
+        assert refused.field.startswith("exit_when")
+        return
+    path = parsed.evaluate(record)
+    assert path is None or parsed.at(path) is not None
