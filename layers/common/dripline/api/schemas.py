@@ -132,7 +132,8 @@ EXIT_WHEN_DOC = (
     "Ends a run `exited` (a conversion) once this holds for its record: on each change of the contact (through the "
     "contacts stream) and just before each step. A leaf `{\"field\"|\"attribute\": NAME, \"equals\": SCALAR}`, "
     "`{..., \"in\": [SCALAR, ...]}` or `{..., \"exists\": true|false}`; groups `{\"any\": [...]}` / `{\"all\": [...]}`. "
-    "Fields of a contact: email, first_name, last_name, timezone. At most 4 levels of groups, 20 leaves, 4 KB."
+    "Fields of a contact: email, first_name, last_name, timezone. At most 4 levels of groups, 20 leaves, 4 KB. "
+    "A run keeps its version's condition; on PUT, absent means the new version has none."
 )
 EXIT_WHEN_EXAMPLES = [
     {"attribute": "plan", "equals": "paid"},
