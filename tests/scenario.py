@@ -1,6 +1,7 @@
 """One team's full story through every function, for the security tests that watch it
 (the logs it writes, the AWS calls each function makes): API -> stream -> enrollment ->
-processor (email, task, a step whose template fails) -> SES event -> unsubscribe -> delete.
+processor (email, task, a step whose template fails) -> SES event -> unsubscribe ->
+suppression list -> delete.
 """
 from __future__ import annotations
 
@@ -78,6 +79,12 @@ def run(stream, clock, *, calling: Call = _no_tracking) -> dict[str, Any]:
     unsubscribe_path = "/" + str(sent["List-Unsubscribe"]).strip("<> ").split("/", 3)[3]
     assert api.get(unsubscribe_path, team=None).status == 200
     assert api.post(unsubscribe_path, team=None).status == 200
+    # the address: found, a duplicate refused, its suppression listed, removed and added again
+    assert api.get("/contacts", query={"email": EMAIL.upper()}).body["items"][0]["contact_id"] == contact_id
+    assert api.post("/contacts", contact_body(email=EMAIL)).status == 409
+    assert api.get("/suppressions").body["items"][0]["reason"] == "bounce"
+    assert api.delete("/suppressions", query={"email": EMAIL}).status == 204
+    assert api.post("/suppressions", {"email": EMAIL}).status == 201
     assert api.delete(f"/contacts/{contact_id}").status == 204
     with calling("enrollment"):
         deliver(stream)

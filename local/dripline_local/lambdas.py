@@ -4,8 +4,29 @@
   the template's intrinsics (!Ref, !Sub, !GetAtt ...) pointing at local resources.
 - `LocalFunction` loads a function's handler from its CodeUri by file path (every
   handler file is called app.py, so each gets its own module name), and invokes it with
-  a Lambda-like context whose remaining time counts down from the template's Timeout.
-  Invocations beyond ReservedConcurrentExecutions wait, as throttled events would retry.
+  a Lambda-like context whose remaining time counts down from the template's Timeout,
+  from the moment the event starts running.
+
+Lambda runs one event at a time per execution environment, each environment with its
+own copy of every module. Here all of a function's invocations share this process's
+modules (one copy per process, not per environment: separate module state would need a
+process per environment, and the virtual clock, fault injection and metering live in
+this one). So a function runs at most as many events at once as it has environments
+(`LocalFunction.environments`), and the others wait, as throttled events would retry:
+- a function whose per-event state lives in shared objects gets one environment, i.e.
+  its events are serialised:
+  - behind the HTTP API: Powertools' event handler keeps the event it is serving in a
+    class attribute (`BaseRouter.current_event`), one per process: two requests served
+    at once would read each other's body and claims (tests/e2e/test_local_environments.py
+    reproduces it);
+  - fed by a DynamoDB stream: its module-level BatchProcessor holds the batch's records
+    and failures (Lambda, too, hands one batch per shard at a time);
+- any other function runs up to its ReservedConcurrentExecutions events at once
+  (unbounded without one): overlapping invocations (two processor ticks, a tick's
+  workers) must overlap here as they do in Lambda, and their code keeps per-event state
+  in locals. What they do share here and not in Lambda is observability only: the
+  Powertools logger's Lambda-context keys (each line is relabelled, dripline_local.logs)
+  and the metrics buffer, flushed by whichever overlapping invocation ends first.
 """
 from __future__ import annotations
 
@@ -14,6 +35,7 @@ import secrets
 import sys
 import threading
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +49,8 @@ ACCOUNT_ID = "123456789012"
 STACK_NAME = "dripline-local"
 # Template parameters the local stack sets instead of taking the default.
 LOCAL_PARAMETERS = {"Stage": "local"}
+# Functions fed by these event sources run one event at a time (see the module's docstring).
+SERIALISED_EVENT_SOURCES = {"HttpApi", "DynamoDB"}
 # The API's function may not be in the template (yet): this is where it lives by convention.
 DEFAULT_FUNCTIONS = {"api": ("ApiFunction", 29), "enrollment": ("EnrollmentFunction", 60), "processor": ("ProcessorFunction", 120)}
 
@@ -201,6 +225,7 @@ class LocalFunction:
         timeout: float = 3,
         memory: int = 128,
         reserved_concurrency: int | None = None,
+        one_environment: bool = False,
         region: str = "us-east-1",
         service: str | None = None,
     ) -> None:
@@ -214,7 +239,9 @@ class LocalFunction:
         self.arn = f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{self.name}"
         self._handler: Callable[[dict, Any], Any] | None = None
         self._load_lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(reserved_concurrency) if reserved_concurrency else None
+        # How many events may run at once (None: no bound); see the module's docstring.
+        self.environments = 1 if one_environment else reserved_concurrency or None
+        self._slots = threading.BoundedSemaphore(self.environments) if self.environments else None
 
     @property
     def path(self) -> Path:
@@ -237,11 +264,9 @@ class LocalFunction:
 
     def invoke(self, event: dict[str, Any]) -> Any:
         handler = self.handler()
-        context = self.context()
-        with labelled(context, self.service):  # its output lines name this function
-            if self._slots is None:
-                return handler(event, context)
-            with self._slots:
+        with self._slots or nullcontext():
+            context = self.context()  # its time counts from when an environment takes the event
+            with labelled(context, self.service):  # its output lines name this function
                 return handler(event, context)
 
 
@@ -263,11 +288,14 @@ def load_functions(region: str, template_path: Path = TEMPLATE_PATH) -> dict[str
             timeout=props.get("Timeout", 3),
             memory=props.get("MemorySize", 128),
             reserved_concurrency=props.get("ReservedConcurrentExecutions"),
+            one_environment=bool(SERIALISED_EVENT_SOURCES & {e.get("Type") for e in (props.get("Events") or {}).values()}),
             region=region,
             service=props.get("Environment", {}).get("Variables", {}).get("POWERTOOLS_SERVICE_NAME"),
         )
     project = root.parent
     for key, (logical_id, timeout) in DEFAULT_FUNCTIONS.items():
         if key not in functions:
-            functions[key] = LocalFunction(logical_id, project / "functions" / key, timeout=timeout, memory=512, region=region)
+            functions[key] = LocalFunction(
+                logical_id, project / "functions" / key, timeout=timeout, memory=512, one_environment=key in ("api", "enrollment"), region=region
+            )
     return functions

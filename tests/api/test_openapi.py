@@ -70,7 +70,7 @@ def test_every_documented_error_uses_the_error_body():
             assert "text/html" not in content or path.startswith("/unsubscribe/"), (method, path, status)
             checked += 1
     error = document()["components"]["schemas"]["ErrorBody"]
-    assert error["required"] == ["message"] and {"message", "field", "errors"} == set(error["properties"])
+    assert error["required"] == ["message"] and {"message", "field", "errors", "contact_id"} == set(error["properties"])
     assert checked >= 2 * len(list(operations(document())))  # a 500 and at least one 4xx each, or more
 
 
@@ -86,7 +86,7 @@ def test_no_powertools_placeholders_are_left():
 
 def test_204_answers_declare_no_body():
     deletes = [op for method, _, op in operations(document()) if method == "delete"]
-    assert len(deletes) == 4
+    assert len(deletes) == 5
     for op in deletes:
         assert "content" not in op["responses"]["204"]
 
@@ -94,12 +94,12 @@ def test_204_answers_declare_no_body():
 def test_formats_are_described():
     schemas = document()["components"]["schemas"]
     assert schemas["StepIn"]["properties"]["action_type"]["enum"] == sorted(actions.names())
-    for model in ("ContactIn", "ContactPatch"):
+    for model in ("ContactIn", "ContactPatch", "SuppressionIn"):
         email = schemas[model]["properties"]["email"]
         assert re.fullmatch(email["pattern"], "ada.lovelace+drip@example.co.uk")
         assert not re.fullmatch(email["pattern"], "ada..lovelace@example.com")
     tokens = [p for _, _, op in operations(document()) for p in op.get("parameters", []) if p["name"] == "next_token"]
-    assert len(tokens) == 4
+    assert len(tokens) == 5
     for parameter in tokens:
         (string,) = [s for s in parameter["schema"]["anyOf"] if s.get("type") == "string"]
         assert string["pattern"] == r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"

@@ -109,7 +109,7 @@ def test_stats_after_a_three_step_drip(api, stream, settings, frozen_clock, thre
             {"step_number": 3, "action_type": "send_email", "executed": 2, "succeeded": 2, "failed": 0, "skipped": 0,
              "avg_lateness_seconds": 0.0},
         ],
-        "emails": {"sent": 5, "delivered": 0, "bounced": 0, "complained": 0, "opened": 0, "clicked": 0},
+        "emails": {"sent": 5, "delivered": 0, "bounced": 0, "complained": 0, "opened": 0, "clicked": 0, "suppressed": 0},
     }
 
 

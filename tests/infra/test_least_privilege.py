@@ -61,7 +61,8 @@ def test_the_processor_is_granted_exactly_what_it_calls(resources):
     assert grants(resources, "ProcessorFunction") == {
         ("dynamodb:Query", "RunsTable/index/due"), ("dynamodb:GetItem", "RunsTable"), ("dynamodb:UpdateItem", "RunsTable"),
         ("dynamodb:BatchGetItem", "ContactsTable"),
-        ("dynamodb:GetItem", "PipelinesTable"), ("dynamodb:UpdateItem", "PipelinesTable"),
+        ("dynamodb:GetItem", "PipelinesTable"), ("dynamodb:BatchGetItem", "PipelinesTable"),
+        ("dynamodb:UpdateItem", "PipelinesTable"),
         ("dynamodb:GetItem", "TasksTable"), ("dynamodb:PutItem", "TasksTable"),
         ("secretsmanager:GetSecretValue", "UnsubscribeLinkSecret"),
         ("ses:SendEmail", "ses:identity"), ("ses:SendRawEmail", "ses:identity"),

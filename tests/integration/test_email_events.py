@@ -47,7 +47,7 @@ def test_delivery_and_open_are_counted_once_each(sent):
     assert ses_events_app.lambda_handler(delivered, FakeContext())["outcome"] == "duplicate"  # redelivered
     ses_events_app.lambda_handler(event("ses_open.json", run, message_id, pipeline), FakeContext())
 
-    assert emails(pipeline) == {"sent": 1, "delivered": 1, "bounced": 0, "complained": 0, "opened": 1, "clicked": 0}
+    assert emails(pipeline) == {"sent": 1, "delivered": 1, "bounced": 0, "complained": 0, "opened": 1, "clicked": 0, "suppressed": 0}
 
 
 @pytest.mark.parametrize("name", ["ses_bounce_permanent.json", "ses_complaint.json"])

@@ -112,6 +112,7 @@ class ContactView:
     attributes: dict[str, Any] = field(default_factory=dict)
     unsubscribed: bool = False
     subscription_generation: int = 0  # bound into unsubscribe links (dripline.unsubscribe)
+    suppressed: bool = False  # its address is on the team's suppression list: never emailed
 
     def template_context(self) -> dict[str, Any]:
         return {

@@ -4,8 +4,9 @@ Send events -> the delivery record of the email's step (dripline.delivery).
 SES publishes each event of a message sent through the configuration set to EventBridge.
 The message's `run` tag leads to the run, hence its team, pipeline and contact. Each
 (message, event type) is counted once in the pipeline's `emails` stats; a permanent
-bounce or a complaint also unsubscribes the contact, which (through the contacts stream,
-like any unsubscribe) cancels its active runs and stops all email to it.
+bounce or a complaint also puts the address on the team's suppression list (whichever
+contact carries it later) and unsubscribes the contact, which (through the contacts
+stream, like any unsubscribe) cancels its active runs and stops all email to it.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pynamodb.exceptions import PutError
 from dripline import clock
 from dripline.errors import NotFound
 from dripline.observability import logger
-from dripline.storage import contacts, deliveries, runs, stats
+from dripline.storage import contacts, deliveries, runs, stats, suppressions
 from dripline.storage.models import EmailEvent, email_event_sk
 from dripline.storage.util import is_condition_failure
 
@@ -51,7 +52,7 @@ def handle(detail: dict[str, Any]) -> EmailEventReport:
         return _record_send(run, mail, message_id)
     # Suppress first: it is idempotent, so a retry after any failure below still gets
     # there, whereas a marker written first would make the retry a "duplicate".
-    suppressed = _suppresses(detail, event_type) and _unsubscribe(run.team_id, run.pipelineable_id)
+    suppressed = _suppresses(detail, event_type) and _suppress(run.team_id, run.pipelineable_id, mail, event_type)
     if not _record_once(run, message_id, event_type, _occurred_at(detail, event_type)):
         return EmailEventReport("duplicate", suppressed)
     stats.email_event(run.team_id, run.pipeline_id, COUNTERS[event_type])
@@ -72,6 +73,14 @@ def _suppresses(detail: dict[str, Any], event_type: str) -> bool:
     if event_type == "Complaint":
         return True
     return event_type == "Bounce" and (detail.get("bounce") or {}).get("bounceType") == "Permanent"
+
+
+def _suppress(team_id: str, contact_id: str, mail: dict[str, Any], event_type: str) -> bool:
+    """The address the email went to joins the suppression list; its contact unsubscribes."""
+    reason = "complaint" if event_type == "Complaint" else "bounce"
+    for address in mail.get("destination") or []:
+        suppressions.suppress(team_id, address, reason, clock.now(), contact_id)
+    return _unsubscribe(team_id, contact_id)
 
 
 def _unsubscribe(team_id: str, contact_id: str) -> bool:

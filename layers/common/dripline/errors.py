@@ -13,6 +13,14 @@ class Conflict(DriplineError):
     """The request collides with the current state (e.g. an active run already exists)."""
 
 
+class AddressTaken(Conflict):
+    """Another contact of the team holds this email address; `contact_id` names it."""
+
+    def __init__(self, message: str, contact_id: str) -> None:
+        super().__init__(message)
+        self.contact_id = contact_id
+
+
 class ValidationFailed(DriplineError):
     """A well-formed request that breaks a rule; `field` names the offending field."""
 

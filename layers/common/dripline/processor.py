@@ -26,15 +26,14 @@ from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, Par
 from pynamodb.exceptions import PynamoDBException
 
 from dripline import actions, clock, delivery, engine, exits
-from dripline.actions import ActionContext, ActionError
-from dripline.domain import ClaimedRun, Outcome, RunStatus
+from dripline.actions import ActionContext, ActionError, email
+from dripline.domain import ClaimedRun, ContactView, Outcome, RunStatus
 from dripline.engine import ActionResult, DELIVERY_UNKNOWN
 from dripline.errors import NotFound
 from dripline.observability import MetricUnit, logger, metrics
 from dripline.settings import DeliveryPolicy, Settings
-from dripline.storage import contacts, pipelines, runs, stats
+from dripline.storage import contacts, pipelines, runs, stats, suppressions
 from dripline.storage.shards import names as shard_names
-from dripline.storage.models import Contact
 from dripline.storage.util import botocore_cause, is_transient
 
 # Runs claimed, then read (contacts: one BatchGetItem of at most 100 keys), then executed
@@ -252,22 +251,28 @@ class Processor:
             tally.run_moved(claimed.team_id, claimed.pipeline_id, RunStatus.PENDING, RunStatus.RUNNING)
         return claimed
 
-    def _contacts_of(self, claimed: list[ClaimedRun]) -> dict[str, Contact] | Exception:
-        """The claimed runs' contacts, by id, one BatchGetItem per team and 100 keys; the
-        error instead when the read failed (every run then retries: nothing was attempted)."""
+    def _contacts_of(self, claimed: list[ClaimedRun]) -> dict[str, ContactView] | Exception:
+        """The claimed runs' contacts, by id, each marked if its address is suppressed: per
+        team, one BatchGetItem of contacts and one of their suppressions (100 keys a call).
+        The error instead when a read failed (every run then retries: nothing was attempted)."""
         wanted: dict[str, list[str]] = {}
         for run in claimed:
             wanted.setdefault(run.team_id, []).append(run.pipelineable_id)
-        found: dict[str, Contact] = {}
+        found: dict[str, ContactView] = {}
         try:
             for team_id, contact_ids in wanted.items():
-                found.update({f"{team_id}#{k}": v for k, v in contacts.find_contacts(team_id, contact_ids).items()})
+                people = contacts.find_contacts(team_id, contact_ids)
+                barred = suppressions.suppressed(team_id, [c.email for c in people.values()])
+                found.update({
+                    f"{team_id}#{k}": contacts.view(c, suppressed=contacts.normalised(c.email) in barred)
+                    for k, c in people.items()
+                })
         except Exception as exc:  # noqa: BLE001 - classified per run in _execute
             logger.warning("contacts read failed", extra={"error": repr(exc)})
             return exc
         return found
 
-    def _run(self, claimed: ClaimedRun, people: dict[str, Contact] | Exception, tally: stats.Tally) -> RunOutcome:
+    def _run(self, claimed: ClaimedRun, people: dict[str, ContactView] | Exception, tally: stats.Tally) -> RunOutcome:
         """Execute a claimed run's step and record it. Returns what happened, for the report."""
         recipient = self._recipient(claimed, people)
         result, pipeline = self._execute(claimed, people, recipient)
@@ -289,12 +294,12 @@ class Processor:
         return self._observe(claimed, result, decision, written, tally)
 
     @staticmethod
-    def _recipient(claimed: ClaimedRun, people: dict[str, Contact] | Exception) -> engine.Recipient:
+    def _recipient(claimed: ClaimedRun, people: dict[str, ContactView] | Exception) -> engine.Recipient:
         """The zone and attributes the next step is planned with (UTC, none: no contact)."""
         contact = None if isinstance(people, Exception) else people.get(f"{claimed.team_id}#{claimed.pipelineable_id}")
-        return engine.Recipient.of(contacts.view(contact)) if contact is not None else engine.Recipient()
+        return engine.Recipient.of(contact) if contact is not None else engine.Recipient()
 
-    def _execute(self, claimed: ClaimedRun, people: dict[str, Contact] | Exception, recipient: engine.Recipient):
+    def _execute(self, claimed: ClaimedRun, people: dict[str, ContactView] | Exception, recipient: engine.Recipient):
         """Run the claimed step's action; every failure becomes an ActionResult."""
         try:
             pipeline = pipelines.get_version(claimed.team_id, claimed.pipeline_id, claimed.pipeline_version)
@@ -321,7 +326,7 @@ class Processor:
         contact = people.get(f"{claimed.team_id}#{claimed.pipelineable_id}")
         if contact is None:
             return ActionResult.stop("contact_deleted"), pipeline
-        exited = engine.exit_check(pipeline, exits.record_of(claimed.pipelineable_type, contacts.view(contact)))
+        exited = engine.exit_check(pipeline, exits.record_of(claimed.pipelineable_type, contact))
         if exited is not None:
             return exited, pipeline
         closed = engine.outside_window(step, clock.now(), recipient)
@@ -331,7 +336,7 @@ class Processor:
             run=claimed,
             pipeline=pipeline,
             step=step,
-            contact=contacts.view(contact),
+            contact=contact,
             settings=self.settings,
             now=clock.now(),
             clients=self.clients,
@@ -362,6 +367,7 @@ class Processor:
             return RunOutcome("rescheduled" if decision.rescheduled else "retried")
         lateness = max(0.0, (history.executed_at - history.scheduled_at).total_seconds())
         email_sent = history.action_type == "send_email" and history.outcome is Outcome.SUCCEEDED
+        email_suppressed = history.outcome is Outcome.SKIPPED and result.error == email.SUPPRESSED
         tally.step_finished(
             claimed.team_id,
             claimed.pipeline_id,
@@ -370,6 +376,7 @@ class Processor:
             outcome=history.outcome,
             lateness_ms=round(lateness * 1000),
             email_sent=email_sent,
+            email_suppressed=email_suppressed,
         )
         events = [f"Steps{history.outcome.value.capitalize()}"]
         if history.error == DELIVERY_UNKNOWN:

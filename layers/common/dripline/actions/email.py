@@ -28,6 +28,7 @@ from dripline.engine import ActionResult
 from dripline.errors import ValidationFailed
 from dripline.keys import SecretUnavailable
 
+SUPPRESSED = "suppressed"  # the skip reason of an email to a suppressed address
 MAX_SUBJECT = 998  # RFC 5322 line limit; also the limit of a rendered subject
 UTF8 = Charset("utf-8")
 UTF8.header_encoding = BASE64  # encoded-words that carry no readable (or decodable-looking) text
@@ -54,6 +55,8 @@ class SendEmail:
         contact = ctx.contact
         if contact.unsubscribed:
             return ActionResult.skipped("unsubscribed")
+        if contact.suppressed:  # the address, whichever contact carries it now
+            return ActionResult.skipped(SUPPRESSED)
         settings = ctx.settings
         try:
             key = settings.unsubscribe_secret

@@ -13,7 +13,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
-from dripline.errors import Conflict, NotFound, ValidationFailed
+from dripline.errors import AddressTaken, Conflict, NotFound, ValidationFailed
 from dripline.observability import logger
 
 
@@ -41,14 +41,18 @@ class ErrorBody(BaseModel):
     message: str
     field: str | None = None
     errors: list[FieldError] | None = None
+    contact_id: str | None = None  # 409 on a taken email address: the contact that holds it
 
 
-def error_response(status: int, message: str, field: str | None = None, errors: list[dict[str, str]] | None = None) -> Response:
+def error_response(
+    status: int, message: str, field: str | None = None, errors: list[dict[str, str]] | None = None, **extra: str
+) -> Response:
     body: dict[str, Any] = {"message": message}
     if field is not None:
         body["field"] = field
     if errors:
         body["errors"] = errors
+    body.update(extra)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body), headers=headers)
 
@@ -96,6 +100,8 @@ def register(app) -> None:
 
     @app.exception_handler(Conflict)
     def conflict(exc: Conflict) -> Response:
+        if isinstance(exc, AddressTaken):
+            return error_response(409, str(exc), "email", contact_id=exc.contact_id)
         return error_response(409, str(exc))
 
     @app.exception_handler(ValidationFailed)

@@ -290,6 +290,31 @@ class ContactPage(BaseModel):
     next_token: str | None = None
 
 
+# --- suppressions -------------------------------------------------------------------------
+
+
+SuppressionReason = Literal["unsubscribe", "bounce", "complaint", "manual"]
+
+
+class SuppressionIn(_Request):
+    email: str = Field(**EMAIL_FIELD)
+    reason: SuppressionReason = Field("manual", description="Why; `manual` unless imported from elsewhere")
+
+    _email = field_validator("email")(check_email)
+
+
+class SuppressionOut(BaseModel):
+    email: str = Field(description="The address as matched: trimmed and lowercased")
+    reason: SuppressionReason = Field(description="unsubscribe link, hard bounce, complaint, or added through the API")
+    created_at: str = Timestamp
+    contact_id: str | None = Field(None, description="The contact that carried the address then, if known")
+
+
+class SuppressionPage(BaseModel):
+    items: list[SuppressionOut]
+    next_token: str | None = None
+
+
 class AssignIn(_Request):
     pipeline_id: str = Field(min_length=1, max_length=100)
 
@@ -404,6 +429,7 @@ class EmailStats(BaseModel):
     complained: int
     opened: int
     clicked: int
+    suppressed: int = Field(description="Email steps skipped because their address is on the suppression list")
 
 
 class StatsOut(BaseModel):

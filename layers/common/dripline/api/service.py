@@ -13,13 +13,14 @@ from datetime import datetime
 from typing import Any
 
 from dripline import actions, enrollment, templating
-from dripline.api.schemas import ContactIn, ContactPatch, PipelineIn
+from dripline.api.schemas import ContactIn, ContactPatch, PipelineIn, SuppressionIn
 from dripline.domain import ACTIVE_STATUSES, Step
-from dripline.errors import Conflict, NotFound, ValidationFailed
+from dripline.errors import AddressTaken, Conflict, NotFound, ValidationFailed
 from dripline.exits import ExitCondition
+from dripline.observability import logger
 from dripline.settings import Settings
-from dripline.storage import contacts, pipelines, runs, stats
-from dripline.storage.models import Contact, PipelineRun
+from dripline.storage import contacts, pipelines, runs, stats, suppressions
+from dripline.storage.models import Contact, PipelineRun, Suppression
 from dripline.wait_until import WaitUntil
 from dripline.windows import SendWindow
 
@@ -163,7 +164,8 @@ def _check_active_pipelines(team_id: str, pipeline_ids: list[str], field: str) -
 
 
 def create_contact(team_id: str, body: ContactIn, now: datetime) -> Contact:
-    """Write the contact; its stream INSERT enrolls it (automatic + manual pipelines)."""
+    """Write the contact; its stream INSERT enrolls it (automatic + manual pipelines).
+    AddressTaken (409) if a contact of the team has this address, in any case."""
     _check_active_pipelines(team_id, body.pipeline_ids, "pipeline_ids")
     return contacts.create_contact(
         Contact(
@@ -182,6 +184,24 @@ def create_contact(team_id: str, body: ContactIn, now: datetime) -> Contact:
     )
 
 
+def upsert_contact(team_id: str, body: ContactIn, now: datetime) -> tuple[Contact, bool]:
+    """Create the contact, or change the one holding its address (in any case) with the
+    fields the body gives: `(contact, created)`. For clients that sync from a CRM."""
+    existing = contacts.find_by_email(team_id, body.email)
+    if existing is None:
+        try:
+            return create_contact(team_id, body, now), True
+        except AddressTaken as taken:  # created concurrently: change that one
+            existing = contacts.get_contact(team_id, taken.contact_id)
+    given = body.model_dump(include=body.model_fields_set - {"email"})
+    return patch_contact(team_id, existing.contact_id, ContactPatch(**given), now), False
+
+
+def find_contact_by_email(team_id: str, email: str) -> list[Contact]:
+    found = contacts.find_by_email(team_id, email)
+    return [found] if found is not None else []
+
+
 def patch_contact(team_id: str, contact_id: str, body: ContactPatch, now: datetime) -> Contact:
     """Any subset of the fields; the stream MODIFY adds and cancels runs accordingly."""
     contacts.get_contact(team_id, contact_id)  # 404 before 422
@@ -192,7 +212,27 @@ def patch_contact(team_id: str, contact_id: str, body: ContactPatch, now: dateti
         _check_active_pipelines(team_id, [p for p in changes["pipeline_ids"] if p not in current], "pipeline_ids")
     if not changes:
         return contacts.get_contact(team_id, contact_id)
+    if "email" in changes:
+        return _change_address(team_id, contact_id, changes, now)
     return contacts.modify_contact(team_id, contact_id, lambda current: _with_generation(current, changes), now)
+
+
+def _change_address(team_id: str, contact_id: str, changes: dict[str, Any], now: datetime) -> Contact:
+    """Claim the new address first (409 if another contact holds it), write the contact,
+    then free the old one. A crash between leaves a claim that will be taken over."""
+    before = contacts.get_contact(team_id, contact_id)
+    moved = contacts.normalised(before.email) != contacts.normalised(changes["email"])
+    if moved:
+        contacts.claim_address(team_id, changes["email"], contact_id, now)
+    try:
+        updated = contacts.modify_contact(team_id, contact_id, lambda current: _with_generation(current, changes), now)
+    except Exception:
+        if moved:
+            contacts.release_address(team_id, changes["email"], contact_id)
+        raise
+    if moved:
+        contacts.release_address(team_id, before.email, contact_id)
+    return updated
 
 
 def _with_generation(current: Contact, changes: dict[str, Any]) -> dict[str, Any]:
@@ -252,3 +292,22 @@ def unassign(team_id: str, contact_id: str, run_id: str, now: datetime) -> None:
 
     if run.pipeline_id in (contacts.get_contact(team_id, contact_id).pipeline_ids or []):
         contacts.modify_contact(team_id, contact_id, drop, now)
+
+
+# --- suppressions ------------------------------------------------------------------------------
+
+
+def add_suppression(team_id: str, body: SuppressionIn, now: datetime) -> tuple[Suppression, bool]:
+    holder = contacts.find_by_email(team_id, body.email)
+    return suppressions.suppress(team_id, body.email, body.reason, now, holder.contact_id if holder else None)
+
+
+def remove_suppression(team_id: str, email: str) -> None:
+    """An explicit act, logged (without the address): email to it is allowed again."""
+    entry = suppressions.remove(team_id, email)
+    if entry is None:
+        raise NotFound("email: not on the suppression list")
+    logger.info(
+        "suppression removed",
+        extra={"team_id": team_id, "reason": entry.reason, "contact_id": entry.contact_id, "suppressed_at": entry.created_at.isoformat()},
+    )

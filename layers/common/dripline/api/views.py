@@ -5,7 +5,7 @@ from typing import Any
 
 from dripline.api import schemas
 from dripline.clock import iso
-from dripline.storage.models import AutomaticPipeline, Contact, PipelineRun, Task
+from dripline.storage.models import AutomaticPipeline, Contact, PipelineRun, Suppression, Task
 from dripline.storage import runs
 from dripline.storage.pipelines import Pipeline
 from dripline.storage.util import plain
@@ -43,6 +43,10 @@ def contact(c: Contact) -> schemas.ContactOut:
         created_at=iso(c.created_at),
         updated_at=iso(c.updated_at),
     )
+
+
+def suppression(s: Suppression) -> schemas.SuppressionOut:
+    return schemas.SuppressionOut(email=s.email, reason=s.reason, created_at=iso(s.created_at), contact_id=s.contact_id)
 
 
 def _int(value: Any) -> int | None:

@@ -73,6 +73,8 @@ class Contact(Model):
 #   EMAILEVENT#<msg>#<type>   one SES event already counted (expires after 30 days)
 #   DELIVERY#<run>#<step>     SES Send events of one email step (expires after 30 days)
 #   WEBHOOKSECRET             the team's key for signing webhooks (dripline.storage.teams)
+#   EMAIL#<address>           which contact holds a (normalised) address (dripline.storage.contacts)
+#   SUPPRESSION#<address>     an address that must not be emailed (dripline.storage.suppressions)
 
 
 class PipelineHead(Model):
@@ -146,6 +148,33 @@ class EmailEvent(Model):
     event_type = UnicodeAttribute()
     occurred_at = UTCDateTimeAttribute()
     expires_at = TTLAttribute()
+
+
+class AddressClaim(Model):
+    """One contact per (team, normalised address). Kept here, not in the contacts table,
+    whose stream drives enrollment: a claim is no contact and must not reach it."""
+
+    class Meta(_Meta):
+        table_name = "dripline-pipelines"
+
+    team_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    contact_id = UnicodeAttribute()
+    claimed_at = UTCDateTimeAttribute()
+
+
+class Suppression(Model):
+    """An address the team must never email again: unsubscribed, bounced or complained."""
+
+    class Meta(_Meta):
+        table_name = "dripline-pipelines"
+
+    team_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    email = UnicodeAttribute()  # normalised
+    reason = UnicodeAttribute()  # unsubscribe | bounce | complaint | manual
+    created_at = UTCDateTimeAttribute()
+    contact_id = UnicodeAttribute(null=True)  # the contact that carried it then, if known
 
 
 class DeliveryRecord(Model):
@@ -437,6 +466,8 @@ ALL_MODELS: dict[type[Model], str] = {
     PipelineStats: "pipelines_table",
     EmailEvent: "pipelines_table",
     DeliveryRecord: "pipelines_table",
+    AddressClaim: "pipelines_table",
+    Suppression: "pipelines_table",
     WebhookSecret: "pipelines_table",
     ShardLeases: "pipelines_table",
     PipelineRun: "runs_table",

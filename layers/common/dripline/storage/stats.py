@@ -36,6 +36,8 @@ from dripline.storage.util import CONDITION_FAILED, is_transient
 
 RUN_STATUSES = [s.value for s in RunStatus]
 EMAIL_EVENTS = ["sent", "delivered", "bounced", "complained", "opened", "clicked"]
+# Email steps skipped because the address is suppressed: counted apart from other skips.
+SUPPRESSED = "emails_suppressed"
 TOKEN_SLOT_SECONDS = 300
 TOKEN_SLOTS = 3
 FLUSH_ATTEMPTS = 6  # on top of the SDK's own retries; backoff 0.2 s, 0.4 s ... 3.2 s
@@ -80,10 +82,14 @@ class Tally:
         outcome: Outcome | None = None,
         lateness_ms: int = 0,
         email_sent: bool = False,
+        email_suppressed: bool = False,
     ) -> None:
         """A finished step attempt: the run leaves `running` for `after`; when the step
         was recorded (not merely retried) its counters move too."""
-        self.add(team_id, pipeline_id, step_deltas(after, step_number, outcome, lateness_ms, email_sent))
+        deltas = step_deltas(after, step_number, outcome, lateness_ms, email_sent)
+        if email_suppressed:
+            deltas[SUPPRESSED] = 1
+        self.add(team_id, pipeline_id, deltas)
 
     def email_event(self, team_id: str, pipeline_id: str, event: str) -> None:
         self.add(team_id, pipeline_id, {f"emails_{event}": 1})
@@ -243,5 +249,5 @@ def read(team_id: str, pipeline_id: str, steps: list[tuple[int, str]]) -> dict[s
         "conversion_rate": round(runs[RunStatus.EXITED.value] / runs["total"], 4) if runs["total"] else 0.0,
         "success_rate": round(succeeded_all / executed_all, 4) if executed_all else 0.0,
         "steps": step_rows,
-        "emails": {event: counter(f"emails_{event}") for event in EMAIL_EVENTS},
+        "emails": {**{event: counter(f"emails_{event}") for event in EMAIL_EVENTS}, "suppressed": counter(SUPPRESSED)},
     }

@@ -16,6 +16,10 @@ NextToken = Annotated[str | None, Query(
     description="The `next_token` of the previous page: opaque and signed for this team and listing (400 otherwise)",
 )]
 
+EmailQuery = Annotated[str | None, Query(
+    max_length=254, description="An email address, matched trimmed and lowercased (not logged: query strings never are)",
+)]
+
 _DESCRIPTIONS = {
     400: "Malformed JSON, or a next_token that is not genuine",
     401: "No or invalid token",

@@ -1,32 +1,53 @@
-from aws_lambda_powertools.event_handler import Response
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from dripline import clock, runtime
 from dripline.api import pagination, service, views
 from dripline.api.identity import current_team
-from dripline.api.routes import AUTH, Limit, NextToken, created, no_content, ok
+from dripline.api.routes import AUTH, EmailQuery, Limit, NextToken, created, no_content, ok
 from dripline.api.schemas import AssignIn, ContactIn, ContactOut, ContactPage, ContactPatch, RunList, RunOut
 from dripline.storage import contacts
 
 router = Router()
 TAGS = ["contacts"]
+Upsert = Annotated[bool, Query(
+    description="true: if a contact of the team has this address (in any case), change it with the fields the body "
+    "gives and answer 200, else create it (201). For clients that sync from a CRM.",
+)]
 
 
 @router.post(
     "/contacts", operation_id="create_contact",
     summary="Create a contact",
     description="The contact is enrolled, shortly and asynchronously, in every automatic pipeline of the team "
-    "plus its `pipeline_ids` (one run per pipeline).",
+    "plus its `pipeline_ids` (one run per pipeline). An address is unique in the team, matched trimmed and "
+    "lowercased (the contact keeps it as typed): 409 with the `contact_id` holding it, unless `upsert=true`. "
+    "A suppressed address may be created (its runs go on) but is never emailed.",
     tags=TAGS, security=AUTH,
-    responses=ok("Created", 201, 400, 413),
+    responses={**ok("Created", 201, 400, 409, 413), 200: {"description": "Changed (`upsert=true`, the address existed)"}},
 )
-def create_contact(body: ContactIn) -> Response[ContactOut]:
-    return created(views.contact(service.create_contact(current_team(router), body, clock.now())))
+def create_contact(body: ContactIn, upsert: Upsert = False) -> Response[ContactOut]:
+    team, now = current_team(router), clock.now()
+    if not upsert:
+        return created(views.contact(service.create_contact(team, body, now)))
+    contact, new = service.upsert_contact(team, body, now)
+    if new:
+        return created(views.contact(contact))
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=views.contact(contact))
 
 
-@router.get("/contacts", operation_id="list_contacts", summary="List contacts", tags=TAGS, security=AUTH, responses=ok("A page of contacts", 200, 400))
-def list_contacts(limit: Limit = 50, next_token: NextToken = None) -> ContactPage:
+@router.get(
+    "/contacts", operation_id="list_contacts", summary="List contacts",
+    description="With `email`, the contact holding that address (any case): a page of one, or of none.",
+    tags=TAGS, security=AUTH, responses=ok("A page of contacts", 200, 400),
+)
+def list_contacts(limit: Limit = 50, next_token: NextToken = None, email: EmailQuery = None) -> ContactPage:
     team, secret = current_team(router), runtime.settings().token_secret
+    if email is not None:
+        return ContactPage(items=[views.contact(c) for c in service.find_contact_by_email(team, email)])
     start = pagination.decode(secret, team, "contacts", next_token)
     items, key = contacts.list_contacts(team, limit=limit, start_key=start)
     return ContactPage(items=[views.contact(c) for c in items], next_token=pagination.encode(secret, team, "contacts", key))

@@ -3,7 +3,8 @@ link itself is the credential (see `dripline.unsubscribe`).
 
 GET shows a small page naming the (masked) address and the sender, with a confirm button
 (link scanners and previews only GET, so GET never unsubscribes); once unsubscribed, it
-says so instead. POST unsubscribes, exactly as PATCH `unsubscribed: true` would, and is
+says so instead. POST unsubscribes, exactly as PATCH `unsubscribed: true` would, puts the address on the
+team's suppression list (DELETE /suppressions is the only way off it), and is
 what mail clients send for one-click (`List-Unsubscribe=One-Click`). A forged, altered,
 expired or superseded link (the contact re-subscribed since) answers 404 and changes
 nothing: as a page to a browser, as JSON otherwise.
@@ -20,7 +21,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from dripline import clock, runtime, unsubscribe
 from dripline.api.errors import ErrorBody, error_response
 from dripline.errors import NotFound
-from dripline.storage import contacts
+from dripline.storage import contacts, suppressions
 from dripline.storage.models import Contact
 
 router = Router()
@@ -157,6 +158,8 @@ def unsubscribe_contact(token: str) -> Response[Any]:
     if verified is None:
         return _not_found()
     link, contact = verified
+    if contact is not None:  # the address stays suppressed, whichever contact carries it later
+        suppressions.suppress(link.team_id, contact.email, "unsubscribe", clock.now(), link.contact_id)
     if contact is not None and not contact.unsubscribed:
         def unsubscribed(current: Contact) -> dict[str, Any]:
             # Re-read on a concurrent write: a re-subscribe that won the race stands.
