@@ -1,7 +1,6 @@
 """API Gateway HTTP API (payload 2.0) -> the Dripline API (dripline.api)."""
 import warnings
 
-from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from dripline.api.app import handle
@@ -12,7 +11,8 @@ from dripline.observability import logger, metrics
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+# The correlation id (the API Gateway request id) is set per request by dripline.api.app.handle.
+@logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     return handle(event, context)

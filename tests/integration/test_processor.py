@@ -480,6 +480,28 @@ def test_a_backlog_drains_over_several_ticks_within_the_per_tick_cap(aws, stream
     assert all(the_run(c).status == "completed" for c in contacts)
 
 
+def test_a_tick_reports_the_due_runs_it_left_as_the_backlog(aws, stream, settings, frozen_clock):
+    """DueRunsLeft (the backlog alarm's metric): what is still due when a tick ends, counted
+    per shard up to the per-tick cap, and 0 once a tick read everything due."""
+    import dataclasses
+    from collections import Counter
+
+    make_pipeline(TEAM, [EMAIL_STEP])
+    contacts = [put_contact(TEAM, f"c{i}@example.com") for i in range(12)]
+    enroll(stream)
+    small = dataclasses.replace(settings, max_runs_per_tick=8, due_shards=4)
+
+    lefts = []
+    while not lefts or lefts[-1]:
+        report = Processor(small).tick()
+        waiting = Counter(runs.due_shard_of(the_run(c).run_id, 4) for c in contacts if the_run(c).status == "pending")
+        assert report.left == sum(min(n, 8) for n in waiting.values()), (report.as_dict(), waiting)
+        lefts.append(report.left)
+        assert len(lefts) <= 7
+
+    assert lefts[0] > 0 and all(the_run(c).status == "completed" for c in contacts)
+
+
 def test_an_email_reclaimed_on_its_last_attempt_is_delivery_unknown_not_failed(aws, stream, settings, frozen_clock):
     from dripline.storage.models import PipelineRun
 

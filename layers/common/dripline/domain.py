@@ -163,3 +163,5 @@ class ClaimedRun:
     reclaimed: bool
     # The steps recorded so far (the finish rewrites the history with one more).
     history: tuple[StepRecord, ...] = ()
+    # The id of the request or record that enrolled the run (its log lines carry it).
+    correlation_id: str | None = None

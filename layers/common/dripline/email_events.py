@@ -16,7 +16,7 @@ from typing import Any
 
 from pynamodb.exceptions import PutError
 
-from dripline import clock
+from dripline import clock, observability
 from dripline.errors import NotFound
 from dripline.observability import logger
 from dripline.storage import contacts, deliveries, runs, stats, suppressions
@@ -48,6 +48,7 @@ def handle(detail: dict[str, Any]) -> EmailEventReport:
         run = runs.get_run_by_id(run_ids[0])
     except NotFound:
         return EmailEventReport("unknown_run")
+    observability.add_keys(team_id=run.team_id, pipeline_id=run.pipeline_id, contact_id=run.pipelineable_id)
     if event_type == SEND:
         return _record_send(run, mail, message_id)
     # Suppress first: it is idempotent, so a retry after any failure below still gets

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from dripline import clock, engine, exits
+from dripline import clock, engine, exits, observability
 from dripline.domain import ACTIVE_STATUSES, Source
 from dripline.errors import Conflict, NotFound
 from dripline.observability import MetricUnit, logger, metrics
@@ -188,6 +188,7 @@ def _enroll_all(
             existing.append(result.run)
             report.created.append(result.run.run_id)
             metrics.add_metric(name="RunsEnrolled", unit=MetricUnit.Count, value=1)
+            logger.info("run enrolled", extra={"run_id": result.run.run_id, "pipeline_id": pipeline_id, "source": source.value})
         else:
             report.skipped.append(pipeline_id)
             metrics.add_metric(name="EnrollmentsDeduplicated", unit=MetricUnit.Count, value=1)
@@ -199,27 +200,30 @@ def handle_stream_record(record, batch: EnrollmentBatch) -> EnrollmentReport:
     """One contacts-table stream record (a Powertools DynamoDBRecord)."""
     change = record.dynamodb
     name = record.event_name.name if record.event_name else None
-    if name == "INSERT":
-        report = on_insert(contacts.contact_from_stream_image(change.raw_event["NewImage"]), batch)
-    elif name == "MODIFY":
-        report = on_modify(
-            contacts.contact_from_stream_image(change.raw_event["OldImage"]),
-            contacts.contact_from_stream_image(change.raw_event["NewImage"]),
-            batch,
-        )
-    elif name == "REMOVE":
-        report = on_remove(contacts.contact_from_stream_image(change.raw_event["OldImage"]), batch)
-    else:
+    if name not in ("INSERT", "MODIFY", "REMOVE"):
         raise ValueError(f"unexpected stream event {record.event_name!r}")
-    logger.info(
-        "enrollment record processed",
-        # Not "created": that name is reserved by logging.LogRecord.
-        extra={
-            "event": name,
-            "runs_created": len(report.created),
-            "runs_cancelled": report.cancelled,
-            "runs_exited": report.exited,
-            "skipped": report.skipped,
-        },
-    )
+    new = contacts.contact_from_stream_image(change.raw_event["NewImage"]) if name != "REMOVE" else None
+    old = contacts.contact_from_stream_image(change.raw_event["OldImage"]) if name != "INSERT" else None
+    subject = new or old
+    # The cause: the request that wrote this version of the contact; a deletion stores none
+    # (a DeleteItem writes no attribute), so its record's own id stands in.
+    cause = (new.correlation_id if new is not None else None) or record.event_id
+    with observability.scope(correlation_id=cause, team_id=subject.team_id, contact_id=subject.contact_id):
+        if new is not None and old is None:
+            report = on_insert(new, batch)
+        elif new is not None:
+            report = on_modify(old, new, batch)
+        else:
+            report = on_remove(old, batch)
+        logger.info(
+            "enrollment record processed",
+            # Not "created": that name is reserved by logging.LogRecord.
+            extra={
+                "event": name,
+                "run_ids": report.created,
+                "runs_cancelled": report.cancelled,
+                "runs_exited": report.exited,
+                "skipped": report.skipped,
+            },
+        )
     return report

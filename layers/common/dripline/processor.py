@@ -30,10 +30,11 @@ from dripline.actions import ActionContext, ActionError, email
 from dripline.domain import ClaimedRun, ContactView, Outcome, RunStatus
 from dripline.engine import ActionResult, DELIVERY_UNKNOWN
 from dripline.errors import NotFound
+from dripline import observability
 from dripline.observability import MetricUnit, logger, metrics
 from dripline.settings import DeliveryPolicy, Settings
 from dripline.storage import contacts, pipelines, runs, stats, suppressions
-from dripline.storage.shards import names as shard_names
+from dripline.storage.shards import backlog as shard_backlog, names as shard_names
 from dripline.storage.util import botocore_cause, is_transient
 
 # Runs claimed, then read (contacts: one BatchGetItem of at most 100 keys), then executed
@@ -75,12 +76,16 @@ class TickReport:
     from the invoking thread (Powertools Metrics is not thread-safe)."""
 
     due: int = 0
+    # Due runs still waiting when the tick ended (deferred, or beyond what it read): the backlog.
+    left: int = 0
     # What became of each due run: completed, pending, failed, cancelled, exited (its exit
     # condition held), retried, rescheduled (its send window was closed), lost, deferred, error.
     outcomes: Counter = field(default_factory=Counter)
     # Step-level counts for metrics: StepsSucceeded, EmailsSent, DeliveryUnknown ...
     events: Counter = field(default_factory=Counter)
     lateness_seconds: list[float] = field(default_factory=list)
+    # Steps failed for good, by action type (a dimension of their own: StepsFailed by action_type).
+    failed_by_action: Counter = field(default_factory=Counter)
     duration_ms: int = 0
 
     def add(self, outcome: "RunOutcome") -> None:
@@ -88,18 +93,25 @@ class TickReport:
         self.events.update(outcome.events)
         if outcome.lateness_seconds is not None:
             self.lateness_seconds.append(outcome.lateness_seconds)
+        if outcome.failed_action is not None:
+            self.failed_by_action[outcome.failed_action] += 1
 
     def as_dict(self) -> dict:
-        return {"due": self.due, "duration_ms": self.duration_ms, **dict(sorted(self.outcomes.items()))}
+        return {"due": self.due, "left": self.left, "duration_ms": self.duration_ms, **dict(sorted(self.outcomes.items()))}
 
     def emit_metrics(self) -> None:
         metrics.add_metric(name="DueRuns", unit=MetricUnit.Count, value=self.due)
+        metrics.add_metric(name="DueRunsLeft", unit=MetricUnit.Count, value=self.left)
         metrics.add_metric(name="TickDuration", unit=MetricUnit.Milliseconds, value=self.duration_ms)
         for outcome, metric in OUTCOME_METRICS.items():
             if self.outcomes[outcome]:
                 metrics.add_metric(name=metric, unit=MetricUnit.Count, value=self.outcomes[outcome])
         for event, count in self.events.items():
             metrics.add_metric(name=event, unit=MetricUnit.Count, value=count)
+        for action_type, count in sorted(self.failed_by_action.items()):
+            observability.add_metric_by("action_type", action_type, "StepsFailed", count)
+        for seconds in self.lateness_seconds:  # every step's: CloudWatch's p50/p99 are over all steps
+            metrics.add_metric(name="StepLateness", unit=MetricUnit.Seconds, value=round(seconds, 3))
         if self.lateness_seconds:
             metrics.add_metric(name="StepLatenessMax", unit=MetricUnit.Seconds, value=max(self.lateness_seconds))
             average = sum(self.lateness_seconds) / len(self.lateness_seconds)
@@ -131,6 +143,7 @@ class RunOutcome:
     status: str
     events: tuple[str, ...] = ()
     lateness_seconds: float | None = None
+    failed_action: str | None = None  # the action type of a step that failed for good
 
 
 def classify(exc: Exception, *, idempotent: bool, policy: DeliveryPolicy) -> ActionResult:
@@ -183,12 +196,14 @@ class Processor:
         now = clock.now()
         report = TickReport()
         walked = shard_names(self.settings.due_shards) if shards is None else shards
-        candidates = sorted(self._due_candidates(now, walked), key=lambda c: c.next_step_at)
+        candidates, more_due = self._due_candidates(now, walked)
+        candidates.sort(key=lambda c: c.next_step_at)
         report.due = len(candidates)
         tally = stats.Tally()  # the tick's counter changes, written once per pipeline below
         for outcome in self.process_batch(candidates, tally, remaining_ms):
             report.add(outcome)
         tally.flush()
+        report.left = self._left(walked, report, more_due)
         report.duration_ms = int((time.monotonic() - started) * 1000)
         report.emit_metrics()
         logger.info("tick finished", extra=report.as_dict())
@@ -233,15 +248,25 @@ class Processor:
             tally.flush()
         return outcome
 
-    def _due_candidates(self, now: datetime, shards: Sequence[str]) -> list[runs.DueCandidate]:
+    def _due_candidates(self, now: datetime, shards: Sequence[str]) -> tuple[list[runs.DueCandidate], bool]:
         """The oldest due runs of every shard, at most MAX_RUNS_PER_TICK in all: after an
-        outage the backlog drains over several ticks instead of one tick reading it all."""
+        outage the backlog drains over several ticks instead of one tick reading it all.
+        And whether a shard had more due than was read."""
         if not shards:
-            return []
+            return [], False
         per_shard = -(-self.settings.max_runs_per_tick // len(shards))
         with ThreadPoolExecutor(max_workers=min(8, len(shards))) as pool:
-            pages = pool.map(lambda shard: list(runs.due_candidates(shard, now, limit=per_shard)), shards)
-        return [c for page in pages for c in page]
+            pages = list(pool.map(lambda shard: list(runs.due_candidates(shard, now, limit=per_shard)), shards))
+        return [c for page in pages for c in page], any(len(page) >= per_shard for page in pages)
+
+    def _left(self, shards: Sequence[str], report: TickReport, more_due: bool) -> int:
+        """Due runs still waiting at the tick's end: the deferred ones, or, when a shard had
+        more due than the tick read, a count of its shards' due entries (Select=COUNT
+        queries, made only then: a tick that read everything due costs nothing more)."""
+        if not more_due:
+            return report.outcomes["deferred"]
+        now = clock.now()
+        return sum(shard_backlog(shard, now, self.settings.max_runs_per_tick) for shard in shards)
 
     def _claim(self, candidate: runs.DueCandidate, tally: stats.Tally) -> ClaimedRun | RunOutcome:
         claimed = runs.claim(candidate, clock.now(), self.settings.lease_seconds)
@@ -273,7 +298,19 @@ class Processor:
         return found
 
     def _run(self, claimed: ClaimedRun, people: dict[str, ContactView] | Exception, tally: stats.Tally) -> RunOutcome:
-        """Execute a claimed run's step and record it. Returns what happened, for the report."""
+        """Execute a claimed run's step and record it. Returns what happened, for the report.
+        Every line written meanwhile names the run, and its enrollment's correlation id."""
+        with observability.scope(
+            correlation_id=claimed.correlation_id,
+            team_id=claimed.team_id,
+            pipeline_id=claimed.pipeline_id,
+            run_id=claimed.run_id,
+            contact_id=claimed.pipelineable_id,
+            step=claimed.step_number,
+        ):
+            return self._run_step(claimed, people, tally)
+
+    def _run_step(self, claimed: ClaimedRun, people: dict[str, ContactView] | Exception, tally: stats.Tally) -> RunOutcome:
         recipient = self._recipient(claimed, people)
         result, pipeline = self._execute(claimed, people, recipient)
         executed_at = clock.now()
@@ -364,7 +401,9 @@ class Processor:
             tally.step_finished(claimed.team_id, claimed.pipeline_id, after=after)
             if written != RunStatus.PENDING.value:
                 return RunOutcome(written)
-            return RunOutcome("rescheduled" if decision.rescheduled else "retried")
+            postponed = "rescheduled" if decision.rescheduled else "retried"
+            logger.info("step postponed", extra={"outcome": postponed, "run_status": written})
+            return RunOutcome(postponed)
         lateness = max(0.0, (history.executed_at - history.scheduled_at).total_seconds())
         email_sent = history.action_type == "send_email" and history.outcome is Outcome.SUCCEEDED
         email_suppressed = history.outcome is Outcome.SKIPPED and result.error == email.SUPPRESSED
@@ -383,6 +422,18 @@ class Processor:
             events.append("DeliveryUnknown")
         if email_sent:
             events.append("EmailsSent")
-        if history.outcome is Outcome.FAILED:
+        failed = history.outcome is Outcome.FAILED
+        if failed:
             logger.error("step failed for good", extra={"run_id": claimed.run_id, "step": history.step_number, "error": result.error})
-        return RunOutcome(written, tuple(events), lateness)
+        logger.info(
+            "step finished",
+            extra={
+                "action_type": history.action_type,
+                "outcome": history.outcome.value,
+                "attempt": history.attempt,
+                "lateness_seconds": round(lateness, 3),
+                "run_status": written,
+                "ses_message_id": (history.detail or {}).get("message_id") if history.action_type == "send_email" else None,
+            },
+        )
+        return RunOutcome(written, tuple(events), lateness, history.action_type if failed else None)

@@ -1,6 +1,8 @@
 """The API: identity, size and body checks, then the resolver with every route.
 
-`handle(event, context)` is what functions/api calls. The token check runs before the
+`handle(event, context)` is what functions/api calls. It logs one line per request
+(`request`: route, status, latency, team, the ids the route names, and the API Gateway
+request id as the correlation id). The token check runs before the
 resolver so that a request without identity is a 401 whatever its body; the body limit
 and the body checks (`_body_text`) run before Powertools parses anything, so no body
 can make the parsing itself fail with a 500.
@@ -10,13 +12,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, OpenAPI, Server
 
-from dripline import actions, runtime
+from dripline import actions, observability, runtime
 from dripline.api import errors, openapi
 from dripline.api.identity import PUBLIC_PREFIXES, is_public, team_from_event
 from dripline.api.routes import automatic, contacts, health, pipelines, runs, suppressions, tasks, unsubscribe, webhooks
@@ -65,7 +68,13 @@ def build_resolver() -> APIGatewayHttpResolver:
 
     app.enable_swagger(path="/docs", title=TITLE, version=API_VERSION, description=DESCRIPTION)
     errors.register(app)
+    app.use(middlewares=[_name_the_route])
     return app
+
+
+def _name_the_route(app: APIGatewayHttpResolver, next_middleware):
+    errors.name_the_route(app)
+    return next_middleware(app)
 
 
 def openapi_json(app: APIGatewayHttpResolver | None = None) -> str:
@@ -80,6 +89,27 @@ def resolver() -> APIGatewayHttpResolver:
 
 
 def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Answer one request and log it (one `request` line, whatever the answer)."""
+    started = time.monotonic()
+    request = event.get("requestContext") or {}
+    status = 500  # what API Gateway answers when the handler raises
+    with observability.scope(correlation_id=request.get("requestId"), team_id=team_from_event(event)):
+        try:
+            response = _answer(event, context)
+            status = response.get("statusCode", 200)
+            return response
+        finally:
+            observability.logger.info(
+                "request",
+                extra={
+                    "method": (request.get("http") or {}).get("method"),
+                    "status": status,
+                    "latency_ms": round((time.monotonic() - started) * 1000, 1),
+                },
+            )
+
+
+def _answer(event: dict[str, Any], context: Any) -> dict[str, Any]:
     runtime.settings()  # bind the tables (once per cold start)
     path = event.get("rawPath") or ((event.get("requestContext") or {}).get("http") or {}).get("path") or "/"
     if not is_public(path) and team_from_event(event) is None:

@@ -13,6 +13,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
+from dripline import observability
 from dripline.errors import AddressTaken, Conflict, NotFound, ValidationFailed
 from dripline.observability import logger
 
@@ -79,6 +80,15 @@ def _describe(error: dict[str, Any]) -> str:
     return message
 
 
+def name_the_route(app) -> None:
+    """Put the matched route (its template, not the path) and the ids in its path on the
+    request's log lines. Only `*_id` parameters: the unsubscribe link's token is a credential."""
+    route = app.context.get("_route")
+    if route is not None:
+        ids = {k: v for k, v in (app.context.get("_route_args") or {}).items() if k.endswith("_id")}
+        observability.add_keys(route=f"{route.method} {route.openapi_path}", **ids)
+
+
 def register(app) -> None:
     """Install the exception handlers on the resolver."""
 
@@ -110,6 +120,8 @@ def register(app) -> None:
 
     @app.exception_handler(RequestValidationError)
     def invalid(exc: RequestValidationError) -> Response:
+        # Request validation runs before any middleware: the route is named here.
+        name_the_route(app)
         problems = list(exc.errors())
         if any(p.get("type") == "json_invalid" for p in problems):
             return error_response(400, "body: malformed JSON", "body")

@@ -7,6 +7,7 @@ from typing import Any
 
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 
+from dripline import observability
 from dripline.domain import ContactView
 from dripline.errors import AddressTaken, Conflict, NotFound
 from dripline.storage.models import AddressClaim, Contact
@@ -156,6 +157,7 @@ def create_contact(contact: Contact) -> Contact:
     single-item writes, no transaction: a crash between them leaves a claim naming a
     missing contact, which the next writer of that address takes over (claim_address).
     """
+    contact.correlation_id = observability.correlation_id()  # the stream record's cause
     claim_address(contact.team_id, contact.email, contact.contact_id, contact.created_at)
     try:
         contact.save(condition=Contact.contact_id.does_not_exist())
@@ -177,7 +179,8 @@ def modify_contact(
     """
     for _ in range(attempts):
         current = get_contact(team_id, contact_id)
-        changes = change(current)
+        # The write's cause goes with it (the stream record's correlation id).
+        changes = {**change(current), "correlation_id": observability.correlation_id()}
         actions = [
             getattr(Contact, name).remove() if value is None else getattr(Contact, name).set(value)
             for name, value in changes.items()

@@ -59,6 +59,9 @@ class Contact(Model):
     unsubscribed = BooleanAttribute(default=False)
     # Moves on at each re-subscribe: unsubscribe links of an earlier generation stop working.
     subscription_generation = NumberAttribute(null=True)
+    # The id of the request (or event) that wrote this version of the contact: the stream
+    # record's correlation id, so enrollment's lines name their cause (dripline.observability).
+    correlation_id = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
 
@@ -398,6 +401,9 @@ class PipelineRun(Model):
     last_error = UnicodeAttribute(null=True, attr_name="err")
     # Status `exited`: where the version's exit_when held (a path such as "exit_when.any[1]").
     exit_match = UnicodeAttribute(null=True, attr_name="xm")
+    # The correlation id of the enrollment (an API request id, or a stream record's id; about
+    # 20-40 bytes, written once at creation): every step's log lines carry it.
+    correlation_id = UnicodeAttribute(null=True, attr_name="ci")
     history = CompactHistoryAttribute(default=list, attr_name="h")
     created_at = UTCDateTimeAttribute()
     updated_at = EpochMillisAttribute(attr_name="ua")

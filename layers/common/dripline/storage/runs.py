@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from pynamodb.exceptions import DoesNotExist, PynamoDBException
 
+from dripline import observability
 from dripline.domain import ACTIVE_STATUSES, ClaimedRun, Outcome, PipelineSpec, RunStatus, Source, StepRecord
 from dripline.engine import Decision, Schedule
 from dripline.errors import NotFound
@@ -146,6 +147,7 @@ def create_run(
             created_at=now,
             updated_at=now,
             completed_at=None if schedule.status.active else now,
+            correlation_id=observability.correlation_id(),
         )
         written = _write_once(
             lambda: run.save(condition=PipelineRun.run_id.does_not_exist()),
@@ -352,6 +354,7 @@ def claim(candidate: DueCandidate, now: datetime, lease_seconds: int) -> Claimed
         lease_owner=lease_owner,
         reclaimed=claimed.claimed_from == RunStatus.RUNNING.value,
         history=tuple(claimed.history or ()),
+        correlation_id=claimed.correlation_id,
     )
 
 

@@ -7,6 +7,7 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import BaseModel
 
+from dripline import observability
 from dripline.api.errors import ErrorBody
 
 AUTH = [{"bearerAuth": []}]
@@ -43,6 +44,8 @@ def ok(description: str, status: int = 200, *more: int) -> dict[int, dict[str, A
 
 
 def created(model: BaseModel) -> Response:
+    # The request's log line names what it created (contact_id, run_id ...): ids only.
+    observability.add_keys(**{k: v for k, v in vars(model).items() if k.endswith("_id") and isinstance(v, str)})
     return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=model)
 
 
