@@ -342,6 +342,7 @@ class LocalHttpApp:
             "/_local/clock": {"GET": self._clock_now, "POST": lambda: self._clock_advance(body)},
             "/_local/tick": {"POST": self._tick},
             "/_local/emails": {"GET": lambda: self._emails(raw_query)},
+            "/_local/dashboard": {"GET": lambda: self._dashboard(raw_query)},
         }
         methods = routes.get(path.rstrip("/"))
         if methods is None:
@@ -385,6 +386,29 @@ class LocalHttpApp:
     def _emails(self, raw_query: str) -> Response:
         query = dict(parse_qsl(raw_query, keep_blank_values=True))
         return Response.json(200, {"items": self.control.emails(query.get("to") or None, query.get("team") or None, query.get("run") or None)})
+
+
+    def _dashboard(self, raw_query: str) -> Response:
+        """The team's pipelines as an HTML page, read through the API handler like any
+        client would (with a token minted for the team), so it shows what the API says."""
+        from dripline_local import dashboard
+
+        team = dict(parse_qsl(raw_query)).get("team") or "demo"
+        headers = [("Authorization", f"Bearer {self.auth.mint(team)}")]
+
+        def get(path: str) -> dict[str, Any]:
+            reply = self.handle("GET", path, headers, b"")
+            if reply.status != 200:
+                raise RuntimeError(f"GET {path} answered {reply.status}: {reply.body[:300]!r}")
+            return json.loads(reply.body)
+
+        try:
+            rows = dashboard.collect(get)
+        except RuntimeError as exc:
+            return Response.json(502, {"message": str(exc)})
+        page = dashboard.render_html(rows, team=team, now=self.control.now())
+        return Response(200, [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store"),
+                              ("Content-Security-Policy", dashboard.CONTENT_SECURITY_POLICY)], page.encode())
 
 
 def _json_body(body: bytes) -> dict[str, Any] | Response:

@@ -38,10 +38,14 @@ class SendEvents:
 
 def send_event(params: dict[str, Any], message_id: str, configuration_set: str) -> dict[str, Any]:
     """The EventBridge event of SES accepting the SendEmail request `params`."""
-    stamp = clock.iso(clock.now())
-    tags: dict[str, list[str]] = {"ses:configuration-set": [params.get("ConfigurationSetName") or configuration_set]}
-    for tag in params.get("EmailTags") or []:
-        tags[tag["Name"]] = [tag["Value"]]
+    tags = {"ses:configuration-set": params.get("ConfigurationSetName") or configuration_set}
+    tags.update({tag["Name"]: tag["Value"] for tag in params.get("EmailTags") or []})
+    destination = (params.get("Destination") or {}).get("ToAddresses", [])
+    return accepted_event(message_id, clock.iso(clock.now()), tags, params.get("FromEmailAddress"), destination)
+
+
+def accepted_event(message_id: str, stamp: str, tags: dict[str, str], source: str | None, destination: list[str]) -> dict[str, Any]:
+    """The EventBridge `Send` event of a message SES accepted at `stamp` (ISO 8601)."""
     return {
         "version": "0",
         "id": str(uuid.uuid4()),
@@ -52,10 +56,10 @@ def send_event(params: dict[str, Any], message_id: str, configuration_set: str) 
             "eventType": "Send",
             "mail": {
                 "timestamp": stamp,
-                "source": params.get("FromEmailAddress"),
+                "source": source,
                 "messageId": message_id,
-                "destination": (params.get("Destination") or {}).get("ToAddresses", []),
-                "tags": tags,
+                "destination": destination,
+                "tags": {name: [value] for name, value in tags.items()},
             },
             "send": {},
         },

@@ -12,12 +12,16 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
 
 import boto3
 
+# SES Send events handed to ses_events at once after a tick (EventBridge invokes concurrently).
+SEND_EVENT_INVOCATIONS = 4
 HANDLER_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "local",
     "AWS_SECRET_ACCESS_KEY": "local",
@@ -82,6 +86,8 @@ class LocalStack:
         self.logger = human_logger(log_stream, quiet=quiet)
         self._started = False
         self._previous_clock: Any = None
+        self._send_events_lock = threading.Lock()
+        self._send_events_published = 0  # emails of the emulator whose Send event went out
 
     def log(self, message: str) -> None:
         self.logger.info(message)
@@ -226,7 +232,36 @@ class LocalStack:
         they are (so fast-forwarding gives the results of real minutes)."""
         result = self.functions["processor"].invoke(event)
         self.lambda_service.wait_idle()
+        self._publish_send_events()
         return result
+
+    def _publish_send_events(self) -> None:
+        """SES's `Send` event of each email accepted since the last tick, handed to the
+        ses_events handler as EventBridge would (moto publishes none): the contacts'
+        delivery logs (GET /contacts/{id}/messages) fill in, as in AWS. Only Send: the
+        emulator delivers nothing, so there are no delivery, open or click events."""
+        from dripline import clock
+        from dripline_local.emails import list_emails
+        from dripline_local.lambdas import ACCOUNT_ID
+        from dripline_local.ses_send_events import accepted_event
+
+        with self._send_events_lock:
+            accepted = list_emails(ACCOUNT_ID, self.region)
+            fresh, self._send_events_published = accepted[self._send_events_published :], len(accepted)
+        def deliver(email: dict[str, Any]) -> None:
+            sent_at = email["sent_at"] or clock.iso(clock.now())
+            event = accepted_event(email["message_id"], sent_at, email["tags"], email["from"], email["to"])
+            try:
+                self.functions["ses_events"].invoke(event)
+            except Exception as exc:  # noqa: BLE001 - EventBridge would retry, then the DLQ; here: say so
+                self.log(f"ses_events failed on the Send event of {email['message_id']}: {type(exc).__name__}: {exc}")
+
+        # Not Dripline's (no `run` tag: someone's own SES call against the emulator): skipped.
+        # Concurrent invocations, as EventBridge makes them; the tick ends when all are done.
+        ours = [email for email in fresh if "run" in email["tags"]]
+        if ours:
+            with ThreadPoolExecutor(max_workers=SEND_EVENT_INVOCATIONS) as pool:
+                list(pool.map(deliver, ours))
 
     def drain(self) -> int:
         return self.poller.drain()

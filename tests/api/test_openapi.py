@@ -54,7 +54,7 @@ def test_every_served_operation_is_in_api_md_and_every_api_md_route_is_served():
     assert served - contract == set(), "served but not in docs/API.md"
     assert contract - served == set(), "in docs/API.md but not served"
     assert local == {("post", "/_local/token"), ("get", "/_local/clock"), ("post", "/_local/clock"),
-                     ("post", "/_local/tick"), ("get", "/_local/emails")}
+                     ("post", "/_local/tick"), ("get", "/_local/emails"), ("get", "/_local/dashboard")}
 
 
 def test_every_documented_error_uses_the_error_body():
@@ -99,7 +99,7 @@ def test_formats_are_described():
         assert re.fullmatch(email["pattern"], "ada.lovelace+drip@example.co.uk")
         assert not re.fullmatch(email["pattern"], "ada..lovelace@example.com")
     tokens = [p for _, _, op in operations(document()) for p in op.get("parameters", []) if p["name"] == "next_token"]
-    assert len(tokens) == 5
+    assert len(tokens) == 7  # contacts, pipelines, runs, tasks, suppressions, a contact's messages, /stats/pipelines
     for parameter in tokens:
         (string,) = [s for s in parameter["schema"]["anyOf"] if s.get("type") == "string"]
         assert string["pattern"] == r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"

@@ -9,8 +9,6 @@ UPDATE_SCREENSHOTS=1 (how docs/unsubscribe-*.png were made).
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import threading
 import urllib.request
 from pathlib import Path
@@ -21,15 +19,9 @@ import pytest
 from dripline import clock, unsubscribe
 from tests.api.conftest import TEAM, contact_body
 from tests.api.wsgi import wsgi_app
+from tests.browser import browse
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-
-
-def chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if shutil.which(name):
-            return shutil.which(name)
-    pytest.skip("headless Chromium is not installed (apt-get install -y chromium)")
 
 
 class Quiet(WSGIRequestHandler):
@@ -45,16 +37,6 @@ def server(api):
     yield f"http://127.0.0.1:{httpd.server_port}"
     httpd.shutdown()
     thread.join()
-
-
-def browse(url: str, screenshot: Path) -> str:
-    """The DOM Chromium rendered for `url`, and a screenshot of it."""
-    base = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=720,480",
-            "--no-first-run", "--disable-dev-shm-usage"]
-    subprocess.run([*base, f"--screenshot={screenshot}", url], check=True, capture_output=True, timeout=120)
-    dom = subprocess.run([*base, "--dump-dom", url], check=True, capture_output=True, timeout=120, text=True)
-    assert screenshot.stat().st_size > 2000  # a rendered page, not an empty image
-    return dom.stdout
 
 
 def test_the_pages_in_headless_chromium(api, server, settings, tmp_path):

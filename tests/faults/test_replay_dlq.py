@@ -58,7 +58,8 @@ def test_a_parked_email_event_stays_while_it_fails_and_is_counted_once_replayed(
     sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"not": "an event"}))
     redrive = ses_events_redriver(functions["ses_events"].invoke)
 
-    still_broken = FaultInjector(rules=[Rule("dynamodb", "PutItem", REJECT, code="AccessDeniedException")])
+    # The handler's writes (the delivery log, then the counter) are UpdateItems.
+    still_broken = FaultInjector(rules=[Rule("dynamodb", "UpdateItem", REJECT, code="AccessDeniedException")])
     with still_broken.installed():
         report = replay_queue(sqs, queue, SES_EVENTS, redrive)
     assert report.replayed == 0 and len(report.failing) == 2

@@ -167,3 +167,33 @@ def test_counters_lag_after_a_kill_before_the_flush_and_reconcile_closes_the_gap
 
     actual, expected = counters(pipeline)
     assert actual == expected and actual[0]["completed"] == 1 and actual[2] == 1
+
+
+def is_errors_add(call):
+    return is_stats_add(call) and call.params["Key"]["sk"]["S"].startswith("ERRORS#")
+
+
+@pytest.mark.parametrize("fault", [LOSE_CONNECTION, LOSE_500, THROTTLE])
+def test_error_pattern_counters_count_once_under_lost_answers_and_throttles(aws, stream, settings, frozen_clock, fault):
+    from datetime import timedelta
+
+    import boto3
+
+    from dripline.storage.models import errors_sk
+    from dripline_local.faults import REJECT
+
+    enrolled(stream, [EMAIL_STEP])
+    injector = FaultInjector(seed=5)
+    injector.add(Rule("sesv2", "SendEmail", REJECT, code="MessageRejected"))
+    injector.add(Rule("dynamodb", "UpdateItem", fault, times=2, when=is_errors_add))
+    with injector.installed():
+        Processor(settings).tick()
+
+    (row,) = stats.read_errors(TEAM, frozen_clock.now())
+    assert injector.injected[("dynamodb", "UpdateItem", fault)] == 2
+    assert (row["error_code"], row["failed"], row["retried"], row["recovered"]) == ("MessageRejected", 1, 0, 0)
+    # The hour's item expires (TTL) ERRORS_KEEP_DAYS after its hour.
+    key = {"team_id": {"S": TEAM}, "sk": {"S": errors_sk(frozen_clock.now())}}
+    item = boto3.client("dynamodb").get_item(TableName=settings.pipelines_table, Key=key)["Item"]
+    expires = stats.hour_of(frozen_clock.now()) + timedelta(days=stats.ERRORS_KEEP_DAYS)
+    assert int(item["expires_at"]["N"]) == int(expires.timestamp())

@@ -163,5 +163,7 @@ class ClaimedRun:
     reclaimed: bool
     # The steps recorded so far (the finish rewrites the history with one more).
     history: tuple[StepRecord, ...] = ()
+    # The error of the step's last failed attempt (None on a first attempt).
+    last_error: str | None = None
     # The id of the request or record that enrolled the run (its log lines carry it).
     correlation_id: str | None = None

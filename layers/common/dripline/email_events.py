@@ -1,33 +1,30 @@
-"""SES email events (delivered, bounced, complained, opened, clicked) -> stats and suppression;
-Send events -> the delivery record of the email's step (dripline.delivery).
+"""SES email events (delivered, bounced, complained, opened, clicked) -> the contact's
+delivery log, stats and suppression; Send events -> the delivery log and the delivery
+record of the email's step (dripline.delivery).
 
 SES publishes each event of a message sent through the configuration set to EventBridge.
 The message's `run` tag leads to the run, hence its team, pipeline and contact. Each
-(message, event type) is counted once in the pipeline's `emails` stats; a permanent
-bounce or a complaint also puts the address on the team's suppression list (whichever
-contact carries it later) and unsubscribes the contact, which (through the contacts
-stream, like any unsubscribe) cancels its active runs and stops all email to it.
+(message, event type) is recorded once in the contact's delivery log (storage.messages)
+and, when new, counted in the pipeline's `emails` stats; a permanent bounce or a
+complaint also puts the address on the team's suppression list (whichever contact
+carries it later) and unsubscribes the contact, which (through the contacts stream,
+like any unsubscribe) cancels its active runs and stops all email to it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
-
-from pynamodb.exceptions import PutError
 
 from dripline import clock, observability
 from dripline.errors import NotFound
 from dripline.observability import logger
-from dripline.storage import contacts, deliveries, runs, stats, suppressions
-from dripline.storage.models import EmailEvent, email_event_sk
-from dripline.storage.util import is_condition_failure
+from dripline.storage import contacts, deliveries, messages, runs, stats, suppressions
 
 # SES eventType -> the Stats `emails` counter it adds to.
 COUNTERS = {"Delivery": "delivered", "Bounce": "bounced", "Complaint": "complained", "Open": "opened", "Click": "clicked"}
 # SES accepted the email (not counted: the processor counts `sent`; see dripline.delivery).
 SEND = "Send"
-MARKER_DAYS = 30  # SES redelivers within hours; a month of markers is plenty
 
 
 @dataclass(frozen=True)
@@ -49,24 +46,43 @@ def handle(detail: dict[str, Any]) -> EmailEventReport:
     except NotFound:
         return EmailEventReport("unknown_run")
     observability.add_keys(team_id=run.team_id, pipeline_id=run.pipeline_id, contact_id=run.pipelineable_id)
+    steps = (mail.get("tags") or {}).get("step") or []
+    step_number = int(steps[0]) if steps and str(steps[0]).isdigit() else None
     if event_type == SEND:
-        return _record_send(run, mail, message_id)
+        return _record_send(run, mail, message_id, step_number)
     # Suppress first: it is idempotent, so a retry after any failure below still gets
-    # there, whereas a marker written first would make the retry a "duplicate".
+    # there, whereas an event recorded first would make the retry a "duplicate".
     suppressed = _suppresses(detail, event_type) and _suppress(run.team_id, run.pipelineable_id, mail, event_type)
-    if not _record_once(run, message_id, event_type, _occurred_at(detail, event_type)):
+    if not _log(run, mail, message_id, step_number, COUNTERS[event_type], _occurred_at(detail, event_type)):
         return EmailEventReport("duplicate", suppressed)
     stats.email_event(run.team_id, run.pipeline_id, COUNTERS[event_type])
     return EmailEventReport("counted", suppressed)
 
 
-def _record_send(run, mail: dict[str, Any], message_id: str) -> EmailEventReport:
-    """SES accepted the email of (run, step): what settles a step whose outcome was lost."""
-    steps = (mail.get("tags") or {}).get("step") or []
-    if not steps or not str(steps[0]).isdigit():
+def _record_send(run, mail: dict[str, Any], message_id: str, step_number: int | None) -> EmailEventReport:
+    """SES accepted the email of (run, step): the contact's delivery log gains it, and it
+    settles a step whose outcome was lost (a second write, off the step path)."""
+    if step_number is None:
         return EmailEventReport("ignored")
-    deliveries.record_send(run.team_id, run.run_id, int(steps[0]), message_id, clock.now())
+    deliveries.record_send(run.team_id, run.run_id, step_number, message_id, clock.now())
+    _log(run, mail, message_id, step_number, messages.SENT, _sent_at(mail))
     return EmailEventReport("recorded")
+
+
+def _log(run, mail: dict[str, Any], message_id: str, step_number: int | None, event: str, occurred_at: datetime) -> bool:
+    """Record the event in the contact's delivery log; False if it was recorded before."""
+    return messages.record(
+        run.team_id,
+        contact_id=run.pipelineable_id,
+        pipeline_id=run.pipeline_id,
+        run_id=run.run_id,
+        step_number=step_number,
+        message_id=message_id,
+        sent_at=_sent_at(mail),
+        event=event,
+        occurred_at=occurred_at,
+        now=clock.now(),
+    )
 
 
 def _suppresses(detail: dict[str, Any], event_type: str) -> bool:
@@ -96,32 +112,21 @@ def _unsubscribe(team_id: str, contact_id: str) -> bool:
     return True
 
 
-def _record_once(run, message_id: str, event_type: str, occurred_at: datetime) -> bool:
-    marker = EmailEvent(
-        run.team_id,
-        email_event_sk(message_id, event_type),
-        pipeline_id=run.pipeline_id,
-        run_id=run.run_id,
-        contact_id=run.pipelineable_id,
-        event_type=event_type,
-        occurred_at=occurred_at,
-        expires_at=clock.now() + timedelta(days=MARKER_DAYS),
-    )
-    try:
-        marker.save(condition=EmailEvent.sk.does_not_exist())
-    except PutError as exc:
-        if is_condition_failure(exc):
-            return False
-        raise
-    return True
-
-
 def _occurred_at(detail: dict[str, Any], event_type: str) -> datetime:
     section = detail.get(event_type.lower()) or {}
-    stamp = section.get("timestamp") or (detail.get("mail") or {}).get("timestamp")
-    if stamp:
-        try:
-            return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-        except ValueError:
-            pass
-    return clock.now()
+    return _parsed(section.get("timestamp")) or _sent_at(detail.get("mail") or {})
+
+
+def _sent_at(mail: dict[str, Any]) -> datetime:
+    """When SES accepted the message: `mail.timestamp`, the same in every event of it."""
+    return _parsed(mail.get("timestamp")) or clock.now()
+
+
+def _parsed(stamp: Any) -> datetime | None:
+    if not isinstance(stamp, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None

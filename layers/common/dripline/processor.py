@@ -328,7 +328,8 @@ class Processor:
             recipient=recipient,
         )
         written = runs.finish(claimed, decision, executed_at, self.settings.due_shards)
-        return self._observe(claimed, result, decision, written, tally)
+        step = pipeline.step(claimed.step_number) if pipeline else None
+        return self._observe(claimed, result, decision, written, tally, step.action_type if step else "unknown")
 
     @staticmethod
     def _recipient(claimed: ClaimedRun, people: dict[str, ContactView] | Exception) -> engine.Recipient:
@@ -385,7 +386,8 @@ class Processor:
             return classify(exc, idempotent=action.idempotent, policy=self.settings.delivery_policy), pipeline
 
     def _observe(
-        self, claimed: ClaimedRun, result: ActionResult, decision: engine.Decision, written: str, tally: stats.Tally
+        self, claimed: ClaimedRun, result: ActionResult, decision: engine.Decision, written: str, tally: stats.Tally,
+        action_type: str,
     ) -> RunOutcome:
         """Count the step in the tick's tally and say what to count in metrics."""
         if written == runs.LOST:
@@ -397,6 +399,14 @@ class Processor:
         else:
             after = RunStatus(written)
         history = decision.history
+        if decision.retried:
+            tally.step_error(claimed.team_id, "retried", decision.last_error, action_type, claimed.run_id, clock.now())
+        elif history is not None and history.outcome is Outcome.FAILED:
+            tally.step_error(claimed.team_id, "failed", history.error, action_type, claimed.run_id, history.executed_at)
+        elif history is not None and history.outcome is Outcome.SUCCEEDED and claimed.attempts:
+            # Under the error of its last failed attempt (a reclaim: its processor died mid-step).
+            error = claimed.last_error or ("lease_expired" if claimed.reclaimed else None)
+            tally.step_error(claimed.team_id, "recovered", error, action_type, claimed.run_id, history.executed_at)
         if history is None:  # a retry or a window's opening was scheduled, the run exited, or it ended meanwhile
             tally.step_finished(claimed.team_id, claimed.pipeline_id, after=after)
             if written != RunStatus.PENDING.value:

@@ -42,17 +42,20 @@ _PIPELINE_TARGETS = {
 }
 _CONTACT_TARGETS = {
     "get_contact": "contact_id", "patch_contact": "contact_id", "delete_contact": "contact_id",
-    "contact_runs": "contact_id", "assign": "contact_id", "list_tasks": "contact_id",
+    "contact_runs": "contact_id", "assign": "contact_id", "list_tasks": "contact_id", "contact_messages": "contact_id",
 }
 _link("create_pipeline", "201", "$response.body#/pipeline_id", _PIPELINE_TARGETS)
 _link("update_pipeline", "200", "$response.body#/pipeline_id", _PIPELINE_TARGETS)
 _link("list_pipelines", "200", "$response.body#/items/0/pipeline_id", _PIPELINE_TARGETS)
+_link("compare_pipelines", "200", "$response.body#/items/0/pipeline_id", _PIPELINE_TARGETS)
 _link("list_automatic", "200", "$response.body#/items/0/pipeline_id", _PIPELINE_TARGETS)
 _link("create_contact", "201", "$response.body#/contact_id", _CONTACT_TARGETS)
 _link("list_contacts", "200", "$response.body#/items/0/contact_id", _CONTACT_TARGETS)
 _link("assign", "201", "$response.body#/run_id", {"get_run": "run_id"})
 _link("list_runs", "200", "$response.body#/items/0/run_id", {"get_run": "run_id"})
 _link("contact_runs", "200", "$response.body#/items/0/run_id", {"get_run": "run_id"})
+_link("contact_messages", "200", "$response.body#/items/0/run_id", {"get_run": "run_id"})
+_link("error_patterns", "200", "$response.body#/items/0/example_run_id", {"get_run": "run_id"})
 _link("list_tasks", "200", "$response.body#/items/0/task_id", {"patch_task": "task_id"})
 # Removing a contact from a run needs both ids: the run names its contact.
 LINKS[("assign", "201")]["unassign"] = (

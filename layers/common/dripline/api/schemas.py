@@ -319,6 +319,31 @@ class AssignIn(_Request):
     pipeline_id: str = Field(min_length=1, max_length=100)
 
 
+EmailEventName = Literal["delivered", "bounced", "complained", "opened", "clicked"]
+
+
+class EmailEventAt(BaseModel):
+    type: EmailEventName
+    at: str = Timestamp
+
+
+class MessageOut(BaseModel):
+    """One email SES accepted for the contact, from SES's own events."""
+
+    message_id: str = Field(description="SES's message id")
+    run_id: str
+    pipeline_id: str
+    step_number: int | None = Field(description="The step that sent it (from the email's `step` tag)")
+    sent_at: str = Field(description="When SES accepted it (ISO 8601, UTC, with `Z`)", examples=["2026-03-02T09:00:00.000Z"])
+    latest_event: EmailEventAt | None = Field(description="The most recent SES event after acceptance; null before any")
+    events: dict[EmailEventName, str] = Field(description="Each kind of SES event seen, with when it first happened (a second open or a redelivered event changes nothing)")
+
+
+class MessagePage(BaseModel):
+    items: list[MessageOut] = Field(description="Newest first")
+    next_token: str | None = None
+
+
 # --- runs --------------------------------------------------------------------------------------
 
 RunStatusName = Literal["pending", "running", "completed", "failed", "cancelled", "exited"]
@@ -442,6 +467,50 @@ class StatsOut(BaseModel):
         description="Email counters: `sent` when SES accepted the email; delivered, bounced, complained, opened "
         "and clicked from SES's events (each message counted once per kind; they arrive seconds to days later)."
     )
+
+
+class LatenessBucket(BaseModel):
+    le_seconds: int | None = Field(description="Upper bound of the bucket in seconds; null: later than the last bound")
+    count: int
+
+
+class PipelineComparison(StatsOut):
+    """One pipeline's row in `GET /stats/pipelines`: its Stats plus the figures that compare pipelines."""
+
+    pipeline_id: str
+    name: str
+    status: Literal["active", "archived"]
+    enrolled: int = Field(description="Runs ever created (runs.total)")
+    active: int = Field(description="Runs pending or running now")
+    open_rate: float = Field(description="opened / delivered (SES events; 0.0 before any delivery)")
+    click_rate: float = Field(description="clicked / delivered")
+    avg_lateness_seconds: float = Field(description="Mean lateness of every recorded step")
+    p99_lateness_seconds: float | None = Field(
+        description="The 99th percentile of step lateness is at most this (the bound of its histogram bucket); "
+        "null when it is past the last bound"
+    )
+    lateness_histogram: list[LatenessBucket] = Field(description="Recorded steps by lateness, one row per bucket")
+
+
+class PipelineComparisonPage(BaseModel):
+    items: list[PipelineComparison] = Field(description="The team's pipelines, in the order of `GET /pipelines`")
+    next_token: str | None = None
+
+
+class ErrorPattern(BaseModel):
+    error_code: str = Field(description="What the error starts with, up to its first colon (`Throttling`, `delivery_unknown`)")
+    action_type: str
+    failed: int = Field(description="Steps that failed for good")
+    retried: int = Field(description="Failed attempts that were retried")
+    recovered: int = Field(description="Steps that succeeded after failing with this error (their last failed attempt's)")
+    first_seen: str | None = Timestamp
+    last_seen: str | None = Timestamp
+    example_run_id: str | None = Field(description="A run it happened to (the earliest hour's)")
+
+
+class ErrorPatternList(BaseModel):
+    since: str = Field(description="The start of the hour the counts begin with (hourly counters)", examples=["2026-03-02T09:00:00.000Z"])
+    items: list[ErrorPattern] = Field(description="Most frequent first (failed + retried)")
 
 
 class Health(BaseModel):

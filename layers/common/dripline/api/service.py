@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from dripline import actions, enrollment, templating
@@ -19,8 +19,8 @@ from dripline.errors import AddressTaken, Conflict, NotFound, ValidationFailed
 from dripline.exits import ExitCondition
 from dripline.observability import logger
 from dripline.settings import Settings
-from dripline.storage import contacts, pipelines, runs, stats, suppressions
-from dripline.storage.models import Contact, PipelineRun, Suppression
+from dripline.storage import contacts, messages, pipelines, runs, stats, suppressions
+from dripline.storage.models import Contact, MessageRecord, PipelineRun, Suppression
 from dripline.wait_until import WaitUntil
 from dripline.windows import SendWindow
 
@@ -146,6 +146,38 @@ def pipeline_stats(team_id: str, pipeline_id: str) -> dict[str, Any]:
     return stats.read(team_id, pipeline_id, [(s.step_number, s.action_type) for s in pipeline.spec.steps])
 
 
+def compare_pipelines(team_id: str, *, limit: int, start_key: dict | None) -> tuple[list[dict[str, Any]], dict | None]:
+    """A page of the team's pipelines side by side: each one's counters (one BatchGetItem
+    for the page), never its runs."""
+    page, key = pipelines.list_pipelines(team_id, limit=limit, start_key=start_key)
+    items = stats.read_many(team_id, [p.pipeline_id for p in page])
+    rows = []
+    for pipeline in page:
+        steps = [(s.step_number, s.action_type) for s in pipeline.spec.steps]
+        rows.append({"pipeline_id": pipeline.pipeline_id, "name": pipeline.spec.name, "status": pipeline.status,
+                     **stats.comparison(items.get(pipeline.pipeline_id, {}), steps)})
+    return rows, key
+
+
+ERRORS_DEFAULT_SECONDS = 24 * 3600
+
+
+def error_patterns(team_id: str, since: str | None, now: datetime) -> tuple[datetime, list[dict[str, Any]]]:
+    """The team's failed, retried and recovered steps since `since` (ISO 8601; default: a
+    day ago), from the start of that hour. Returns (that hour, the patterns)."""
+    if since is None:
+        start = now - timedelta(seconds=ERRORS_DEFAULT_SECONDS)
+    else:
+        try:
+            start = datetime.fromisoformat(since.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValidationFailed("since", "an ISO 8601 time is required, e.g. 2026-03-02T09:00:00Z") from None
+        if start.tzinfo is None:
+            raise ValidationFailed("since", "needs a time zone (Z or an offset)")
+    hour = stats.hour_of(start)
+    return hour, stats.read_errors(team_id, hour)
+
+
 def reconcile_stats(team_id: str, pipeline_id: str) -> dict[str, Any]:
     """Recount the pipeline's counters from its runs, then answer its stats."""
     pipelines.get_pipeline(team_id, pipeline_id)  # unknown (or another team's) id: 404
@@ -244,6 +276,12 @@ def _with_generation(current: Contact, changes: dict[str, Any]) -> dict[str, Any
 
 def delete_contact(team_id: str, contact_id: str) -> None:
     contacts.delete_contact(team_id, contact_id)
+
+
+def contact_messages(team_id: str, contact_id: str, *, limit: int, start_key: dict | None) -> tuple[list[MessageRecord], dict | None]:
+    """A page of the contact's delivery log, newest first (404 for an unknown contact)."""
+    contacts.get_contact(team_id, contact_id)
+    return messages.list_for_contact(team_id, contact_id, limit=limit, start_key=start_key)
 
 
 def contact_runs(team_id: str, contact_id: str) -> list[PipelineRun]:

@@ -5,8 +5,8 @@ from typing import Any
 
 from dripline.api import schemas
 from dripline.clock import iso
-from dripline.storage.models import AutomaticPipeline, Contact, PipelineRun, Suppression, Task
-from dripline.storage import runs
+from dripline.storage.models import AutomaticPipeline, Contact, MessageRecord, PipelineRun, Suppression, Task
+from dripline.storage import messages, runs
 from dripline.storage.pipelines import Pipeline
 from dripline.storage.util import plain
 
@@ -105,4 +105,17 @@ def task(t: Task) -> schemas.TaskOut:
         due_at=iso(t.due_at),
         status=t.status,
         created_at=iso(t.created_at),
+    )
+
+
+def message(m: MessageRecord) -> schemas.MessageOut:
+    latest = messages.latest_event(m)
+    return schemas.MessageOut(
+        message_id=m.message_id,
+        run_id=m.run_id,
+        pipeline_id=m.pipeline_id,
+        step_number=_int(m.step_number),
+        sent_at=iso(m.sent_at),
+        latest_event=schemas.EmailEventAt(type=latest[0], at=iso(latest[1])) if latest else None,
+        events={event: iso(when) for event, when in messages.events_of(m).items()},
     )

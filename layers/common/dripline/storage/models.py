@@ -73,7 +73,8 @@ class Contact(Model):
 #   VERSION#<id>#<v:08d>      an immutable snapshot of the steps of one version
 #   AUTO#<model_type>#<id>    "enroll every new <model_type> in this pipeline"
 #   STATS#<id>                counters the engine maintains as runs move
-#   EMAILEVENT#<msg>#<type>   one SES event already counted (expires after 30 days)
+#   ERRORS#<yyyy-mm-ddThh>    the team's failed/retried/recovered steps of that hour, by error code and action (expires after 90 days)
+#   MESSAGE#<contact>#<sent_at>#<msg>   one email SES accepted, with its events (the delivery log)
 #   DELIVERY#<run>#<step>     SES Send events of one email step (expires after 30 days)
 #   WEBHOOKSECRET             the team's key for signing webhooks (dripline.storage.teams)
 #   EMAIL#<address>           which contact holds a (normalised) address (dripline.storage.contacts)
@@ -136,21 +137,37 @@ class PipelineStats(Model):
     sk = UnicodeAttribute(range_key=True)
 
 
-class EmailEvent(Model):
-    """An SES event (delivery, bounce ...) of one message, recorded once: SES and
-    EventBridge deliver at least once, and a redelivered event must not count twice."""
+class MessageRecord(Model):
+    """One email SES accepted for a contact (the delivery log), with the time of each SES
+    event seen for it. Written by ses_events only, off the step path: any event of the
+    message creates it (events may arrive before the `Send` event). Each event time is
+    set once, on the condition that it is absent, which is also what makes a
+    redelivered event count once in the stats."""
 
     class Meta(_Meta):
         table_name = "dripline-pipelines"
 
     team_id = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
+    message_id = UnicodeAttribute()
+    contact_id = UnicodeAttribute()
     pipeline_id = UnicodeAttribute()
     run_id = UnicodeAttribute()
-    contact_id = UnicodeAttribute()
-    event_type = UnicodeAttribute()
-    occurred_at = UTCDateTimeAttribute()
+    step_number = NumberAttribute(null=True)
+    sent_at = UTCDateTimeAttribute()
+    delivered_at = UTCDateTimeAttribute(null=True)
+    bounced_at = UTCDateTimeAttribute(null=True)
+    complained_at = UTCDateTimeAttribute(null=True)
+    opened_at = UTCDateTimeAttribute(null=True)
+    clicked_at = UTCDateTimeAttribute(null=True)
     expires_at = TTLAttribute()
+
+
+def message_sk(contact_id: str, sent_at: datetime | None = None, message_id: str = "") -> str:
+    """Newest last within a contact; without `sent_at`, the prefix of all its messages."""
+    if sent_at is None:
+        return f"MESSAGE#{contact_id}#"
+    return f"MESSAGE#{contact_id}#{sent_at.astimezone(timezone.utc):%Y-%m-%dT%H:%M:%S.%f}#{message_id}"
 
 
 class AddressClaim(Model):
@@ -235,10 +252,6 @@ class ShardLeases(Model):
     sk = UnicodeAttribute(range_key=True)
 
 
-def email_event_sk(message_id: str, event_type: str) -> str:
-    return f"EMAILEVENT#{message_id}#{event_type}"
-
-
 def pipeline_sk(pipeline_id: str) -> str:
     return f"PIPELINE#{pipeline_id}"
 
@@ -253,6 +266,14 @@ def automatic_sk(model_type: str, pipeline_id: str = "") -> str:
 
 def stats_sk(pipeline_id: str) -> str:
     return f"STATS#{pipeline_id}"
+
+
+def errors_sk(at: datetime) -> str:
+    """The team's error-pattern counters of the hour of `at`."""
+    return f"ERRORS#{at.astimezone(timezone.utc):%Y-%m-%dT%H}"
+
+
+ERRORS_END = "ERRORS#~"  # sorts after every hour
 
 
 # --- runs -----------------------------------------------------------------------------
@@ -470,7 +491,7 @@ ALL_MODELS: dict[type[Model], str] = {
     PipelineVersion: "pipelines_table",
     AutomaticPipeline: "pipelines_table",
     PipelineStats: "pipelines_table",
-    EmailEvent: "pipelines_table",
+    MessageRecord: "pipelines_table",
     DeliveryRecord: "pipelines_table",
     AddressClaim: "pipelines_table",
     Suppression: "pipelines_table",

@@ -354,6 +354,7 @@ def claim(candidate: DueCandidate, now: datetime, lease_seconds: int) -> Claimed
         lease_owner=lease_owner,
         reclaimed=claimed.claimed_from == RunStatus.RUNNING.value,
         history=tuple(claimed.history or ()),
+        last_error=claimed.last_error,
         correlation_id=claimed.correlation_id,
     )
 
@@ -537,6 +538,7 @@ def recount(team_id: str, pipeline_id: str) -> dict[str, int]:
             counts[prefix + "executed"] += 1
             counts[prefix + record.outcome] += 1
             counts[prefix + "lateness_ms"] += record.lateness_ms
+            counts[stats.lateness_bucket(record.lateness_ms)] += 1
             counts["emails_sent"] += record.action_type == "send_email" and record.outcome == Outcome.SUCCEEDED.value
     return dict(counts)
 

@@ -8,7 +8,7 @@ from dripline import clock, runtime
 from dripline.api import pagination, service, views
 from dripline.api.identity import current_team
 from dripline.api.routes import AUTH, EmailQuery, Limit, NextToken, created, no_content, ok
-from dripline.api.schemas import AssignIn, ContactIn, ContactOut, ContactPage, ContactPatch, RunList, RunOut
+from dripline.api.schemas import AssignIn, ContactIn, ContactOut, ContactPage, ContactPatch, MessagePage, RunList, RunOut
 from dripline.storage import contacts
 
 router = Router()
@@ -81,6 +81,23 @@ def delete_contact(contact_id: str) -> Response[None]:
 @router.get("/contacts/<contact_id>/runs", operation_id="contact_runs", summary="Every run of a contact", tags=TAGS, security=AUTH, responses=ok("Its runs, oldest first", 200, 404))
 def contact_runs(contact_id: str) -> RunList:
     return RunList(items=[views.run(r) for r in service.contact_runs(current_team(router), contact_id)])
+
+
+@router.get(
+    "/contacts/<contact_id>/messages", operation_id="contact_messages",
+    summary="The contact's delivery log",
+    description="Each email SES accepted for the contact (newest first): its pipeline, step, SES message id, "
+    "when it was sent, and the latest SES event (delivered, bounced, complained, opened, clicked) with its "
+    "time. Built from SES's own events (each recorded once), so an email appears once SES reports it.",
+    tags=TAGS, security=AUTH,
+    responses=ok("A page of its emails", 200, 400, 404),
+)
+def contact_messages(contact_id: str, limit: Limit = 50, next_token: NextToken = None) -> MessagePage:
+    team, secret = current_team(router), runtime.settings().token_secret
+    scope = f"messages:{contact_id}"
+    start = pagination.decode(secret, team, scope, next_token)
+    items, key = service.contact_messages(team, contact_id, limit=limit, start_key=start)
+    return MessagePage(items=[views.message(m) for m in items], next_token=pagination.encode(secret, team, scope, key))
 
 
 @router.post(
