@@ -48,9 +48,11 @@ def settings() -> Settings:
 @pytest.fixture
 def aws(settings, frozen_clock) -> LocalResources:
     """Emulated AWS with every resource of the template, tables bound to the models."""
+    from dripline_local.moto_indexes import index_queries
     from dripline_local.moto_lock import serialise_dynamodb
 
     serialise_dynamodb()  # moto's conditional writes are not atomic across threads
+    index_queries()  # moto's index queries scan the whole table
     with mock_aws():
         resources = create_resources(settings)
         runtime.configure(settings)

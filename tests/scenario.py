@@ -1,7 +1,7 @@
 """One team's full story through every function, for the security tests that watch it
 (the logs it writes, the AWS calls each function makes): API -> stream -> enrollment ->
-processor (email, task, a step whose template fails) -> SES event -> unsubscribe ->
-suppression list -> delete.
+processor (email, task, a step whose template fails) -> preview, simulate, test send -> SES event ->
+unsubscribe -> suppression list -> delete.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from tests.support import FakeContext, load_event
 EMAIL = "zelda.quixote@pii.example.org"
 FIRST_NAME = "Zelda"
 LAST_NAME = "Quixote"
+TEST_TO = "ada@acme.example"  # the caller's verified address in the sample events' token
 STEPS = [
     {"step_number": 1, "action_type": "send_email", "delay_seconds": 0,
      "message": "Hi {{ contact.first_name }} {{ contact.last_name }} <{{ contact.email }}>", "data": {"subject": "Hello {{ contact.first_name }}"}},
@@ -28,7 +29,7 @@ STEPS = [
      "message": "Call {{ contact.first_name }} at {{ contact.email }}", "data": {"title": "Call {{ contact.first_name }}"}},
     # A template error whose message (in Jinja's words) would quote the contact's address.
     {"step_number": 3, "action_type": "send_email", "delay_seconds": 0,
-     "message": "{{ contact.attributes[contact.email].x }}", "data": {"subject": "Oops {{ contact.last_name }}"}},
+     "message": "{{ contact.attributes[contact.email] + 1 }}", "data": {"subject": "Oops {{ contact.last_name }}"}},
 ]
 
 Call = Callable[[str], ContextManager[Any]]
@@ -68,6 +69,12 @@ def run(stream, clock, *, calling: Call = _no_tracking) -> dict[str, Any]:
 
     (raw,) = [m for m in ses_backends["123456789012"]["us-east-1"].sent_messages]
     sent = email.message_from_string(raw.raw_data, policy=email.policy.default)
+    # Trying the pipeline: the API renders and plans (preview, simulate), and sends one test email.
+    pipeline_path = f"/pipelines/{pipeline.body['pipeline_id']}"
+    assert api.post(f"{pipeline_path}/preview", {"contact_id": contact_id}).status == 200
+    assert api.post(f"{pipeline_path}/simulate", {"contact_id": contact_id, "failures": [{"step_number": 1}]}).status == 200
+    tested = api.post(f"{pipeline_path}/steps/1/test", {"to": TEST_TO, "contact": {"email": EMAIL}})
+    assert tested.status == 200, tested.body
     message_id = run_out["history"][0]["detail"]["message_id"]
     bounce = json.dumps(load_event("ses_bounce_permanent.json")).replace("ada@example.com", EMAIL)
     bounce = bounce.replace("RUN_ID", run_out["run_id"]).replace("MESSAGE_ID", message_id)

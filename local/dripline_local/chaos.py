@@ -135,6 +135,7 @@ def run_chaos(seed: int, contacts: int, fault_rate: float, *, kill_rate: float |
     from dripline import clock, runtime
     from dripline.clock import ManualClock
     from dripline.settings import Settings
+    from dripline_local.moto_indexes import index_queries
     from dripline_local.moto_lock import serialise_dynamodb
     from dripline_local.resources import create_resources
 
@@ -145,6 +146,7 @@ def run_chaos(seed: int, contacts: int, fault_rate: float, *, kill_rate: float |
     started = time.monotonic()
     settings = Settings(due_shards=4, processor_workers=4, max_runs_per_tick=400, send_event_settle_seconds=120)
     serialise_dynamodb()
+    index_queries()
     previous_clock = clock.install(ManualClock(START))
     try:
         # The handlers' JSON logs and metrics go nowhere: the summary line says it all.

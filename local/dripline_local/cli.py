@@ -54,11 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--contacts", type=int, default=25)
     demo.add_argument("--days", type=float, default=4)
 
-    from dripline_local import chaos, dashboard, invoke, replay
+    from dripline_local import chaos, dashboard, invoke, replay, simulate
 
     invoke.add_arguments(commands.add_parser("invoke", help="run one handler of the template on one event (sam local invoke without Docker)"))
     chaos.add_arguments(commands.add_parser("chaos", help="the real handlers under seeded faults, then invariants (exit 1 on a violation)"))
     replay.add_arguments(commands.add_parser("replay-dlq", help="re-drive the enrollment and SES-events dead-letter queues"))
+    simulate.add_arguments(commands.add_parser(
+        "simulate", help="a pipeline file's whole timeline for a sample contact, as a table (the engine on a virtual clock; sends nothing)"
+    ))
     dashboard.add_arguments(commands.add_parser(
         "stats", help="a team's pipelines side by side, funnels and step lateness (what GET /_local/dashboard shows)"))
 
@@ -69,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         return chaos.run_from_args(args)
     if args.command == "replay-dlq":
         return replay.run_from_args(args)
+    if args.command == "simulate":
+        return simulate.run_from_args(args)
     if args.command == "stats":
         return dashboard.run_from_args(args)
     if args.command == "demo":

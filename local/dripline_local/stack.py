@@ -118,6 +118,7 @@ class LocalStack:
         from dripline_local.http import LocalHttpApp, LocalHttpServer, TokenAuthority, routes_from_template
         from dripline_local.lambda_service import LambdaService
         from dripline_local.lambdas import ACCOUNT_ID, Resolver, function_environment, load_functions
+        from dripline_local.moto_indexes import index_queries
         from dripline_local.moto_lock import serialise_dynamodb
         from dripline_local.moto_tuning import cache_backend_lookup
         from dripline_local.resources import create_resources
@@ -127,6 +128,7 @@ class LocalStack:
         from dripline_local.template import load_template, stream_event_source
 
         serialise_dynamodb()
+        index_queries()
         cache_backend_lookup()
         self.clock = VirtualClock(self.start_time, running=self.tick_seconds > 0)
         emails.record_sends(self.clock.now)

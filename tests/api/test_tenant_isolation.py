@@ -22,6 +22,7 @@ ID_FACTORIES = {
     "contact_id": lambda world: world["contact_id"],
     "run_id": lambda world: world["run_id"],
     "task_id": lambda world: world["task_id"],
+    "step_number": lambda world: 2,  # the world pipeline's email step
 }
 # A valid request body for each request schema.
 BODY_FACTORIES = {
@@ -30,6 +31,10 @@ BODY_FACTORIES = {
     "ContactPatch": lambda world: {"first_name": "Mallory", "unsubscribed": True},
     "AssignIn": lambda world: {"pipeline_id": world["pipeline_id"]},
     "TaskPatch": lambda world: {"status": "done"},
+    # Team A's pipeline tried for team A's contact: both unknown to team B.
+    "PreviewIn": lambda world: {"contact_id": world["contact_id"]},
+    "SimulateIn": lambda world: {"contact_id": world["contact_id"], "failures": [{"step_number": 1}]},
+    "TestSendIn": lambda world: {"to": "ada@acme.example", "contact_id": world["contact_id"]},
 }
 
 

@@ -31,7 +31,7 @@ def test_the_team_claim_cannot_be_chosen_by_a_user(resources):
     assert "custom:team_id" in client["ReadAttributes"] and "custom:team_id" not in client["WriteAttributes"]
 
 
-def test_the_api_function_may_touch_only_its_four_tables(resources):
+def test_the_api_function_may_touch_only_its_four_tables_and_send_test_emails(resources):
     function = resources["ApiFunction"]["Properties"]
     assert function["Handler"] == "app.lambda_handler" and function["Timeout"] <= 29
     role = resources["ApiFunctionRole"]["Properties"]
@@ -42,7 +42,14 @@ def test_the_api_function_may_touch_only_its_four_tables(resources):
     assert '"*"' not in targets and "Queue" not in targets
     actions = {a for s in statements for a in s["Action"]}
     assert actions <= {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query",
-                       "secretsmanager:GetSecretValue"}
+                       "secretsmanager:GetSecretValue", "ses:SendEmail", "ses:SendRawEmail"}
+    # SES only for POST /pipelines/{id}/steps/{n}/test: as the EmailFrom identity, through the configuration set.
+    (sending,) = [s for s in statements if any(a.startswith("ses:") for a in s["Action"])]
+    assert sending["Sid"] == "TestSendAsTheEmailFromIdentity"
+    assert sorted(sending["Action"]) == ["ses:SendEmail", "ses:SendRawEmail"]
+    resources_text = json.dumps(sending["Resource"])
+    assert len(sending["Resource"]) == 2 and "identity/${Domain}" in resources_text and "configuration-set/" in resources_text
+    assert "identity/*" not in resources_text
     (keys,) = [s for s in statements if s["Sid"] == "SigningKeys"]
     assert keys["Action"] == ["secretsmanager:GetSecretValue"] and "Table" not in json.dumps(keys["Resource"])
     (tasks,) = [s for s in statements if s["Sid"] == "Tasks"]

@@ -86,8 +86,14 @@ def test_enrollment_and_a_full_tick_cost_what_the_targets_say(aws, settings, fro
         tick = meter.usage()
     # then enrolling a contact: its read, one runs query, three puts (+ once per batch)
     assert enrollment.per(contacts)["calls"] <= 5.2, enrollment.calls
-    # a run created: the item and its three index entries (+ the batch's stats ADDs)
-    assert enrollment.per(3 * contacts)["write_units"] <= 4.05, enrollment.write_units
+    # a run created: the item and its two index entries, `due` and `by_team` (a run id
+    # names its owner, so there is no index by run id), + the batch's stats ADDs
+    runs_created = 3 * contacts
+    assert {table: units for table, units in enrollment.write_units.items() if table.startswith("dripline-runs")} == {
+        "dripline-runs": runs_created, "dripline-runs/index/due": runs_created, "dripline-runs/index/by_team": runs_created,
+    }, enrollment.write_units
+    assert enrollment.write_units.get("dripline-pipelines", 0) <= 3, enrollment.write_units  # one ADD per pipeline
+    assert enrollment.per(runs_created)["write_units"] <= 3.05, enrollment.write_units
     # and a step: claim, SendEmail, finish, with the reads and the stats amortised
     executed = report.outcomes["completed"]
     assert executed == 3 * contacts

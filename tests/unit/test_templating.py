@@ -175,7 +175,7 @@ def test_fields_named_like_dict_methods_are_read_with_brackets():
 def test_render_errors_name_the_line_not_the_value():
     context = {"contact": {"email": "ann@example.com", "first_name": "Ann", "attributes": {}}}
     with pytest.raises(templating.RenderFailed) as caught:
-        templating.render_text("Hi\n{{ contact.attributes[contact.email].x }}", context)
+        templating.render_text("Hi\n{{ contact.attributes[contact.email] + 1 }}", context)
     message = str(caught.value)
     assert "line 2" in message and "ann@example.com" not in message and caught.value.__cause__ is None
 

@@ -99,6 +99,16 @@ class PipelineSpec:
         return next((s for s in self.steps if s.step_number > step_number), None)
 
 
+# The fields a template may name on each object of its context (`contact.first_name`,
+# `pipeline.name`): saving a template with any other top-level field is a 422 listing
+# these (dripline.templating.check). One entry per record type; `attributes` holds the
+# record's free-form fields, which may be missing at render.
+TEMPLATE_FIELDS: dict[str, tuple[str, ...]] = {
+    "contact": ("id", "email", "first_name", "last_name", "timezone", "attributes"),
+    "pipeline": ("name",),
+}
+
+
 @dataclass(frozen=True)
 class ContactView:
     """What actions and templates may see of a contact."""

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from dripline import clock, observability
+from dripline.email_tags import team_of
 from dripline.errors import NotFound
 from dripline.observability import logger
 from dripline.storage import contacts, deliveries, messages, runs, stats, suppressions
@@ -38,11 +39,13 @@ def handle(detail: dict[str, Any]) -> EmailEventReport:
     event_type = detail.get("eventType") or detail.get("notificationType")
     mail = detail.get("mail") or {}
     message_id = mail.get("messageId")
-    run_ids = (mail.get("tags") or {}).get("run") or []
-    if event_type not in COUNTERS and event_type != SEND or not message_id or not run_ids:
+    tags = mail.get("tags") or {}
+    run_ids = tags.get("run") or []
+    team_id = team_of(tags)
+    if event_type not in COUNTERS and event_type != SEND or not message_id or not run_ids or not team_id:
         return EmailEventReport("ignored")  # another event type, or not a Dripline email
     try:
-        run = runs.get_run_by_id(run_ids[0])
+        run = runs.get_run(team_id, run_ids[0])
     except NotFound:
         return EmailEventReport("unknown_run")
     observability.add_keys(team_id=run.team_id, pipeline_id=run.pipeline_id, contact_id=run.pipelineable_id)

@@ -41,6 +41,10 @@ class Settings:
     ses_configuration_set: str = "dripline"
     # Base URL of the API, used for unsubscribe links in emails.
     public_api_url: str = "http://127.0.0.1:3000"
+    # The API in AWS: public_api_url is the domain each request came in on (the API cannot
+    # be told its own endpoint by the template; see dripline.api.identity.request_settings).
+    # Only without a PUBLIC_API_URL.
+    public_api_url_from_request: bool = False
     # Secrets Manager ids (ARN or name) of the signing keys, never the keys themselves:
     # the unsubscribe links' key, and the API pagination tokens' (next_token) key. The
     # defaults name what dripline_local.resources creates in the emulator for tests;
@@ -117,6 +121,9 @@ class Settings:
             email_from=text("EMAIL_FROM", defaults.email_from),
             ses_configuration_set=text("SES_CONFIGURATION_SET", defaults.ses_configuration_set),
             public_api_url=text("PUBLIC_API_URL", defaults.public_api_url).rstrip("/"),
+            # A PUBLIC_API_URL given (the local stack gives every handler its own) wins.
+            public_api_url_from_request=not env.get("PUBLIC_API_URL")
+            and env.get("PUBLIC_API_URL_FROM_REQUEST", "").strip().lower() == "true",
             aws_endpoint=env.get("AWS_ENDPOINT_URL") or None,
             unsubscribe_secret_id=env.get("UNSUBSCRIBE_SECRET_ID", ""),
             token_secret_id=env.get("TOKEN_SECRET_ID", ""),

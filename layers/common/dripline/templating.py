@@ -19,6 +19,13 @@ every team shares. Two defences, each enough on its own for what it covers:
    more than MAX_LOOP_ITEMS times, the output is capped at MAX_OUTPUT and a render
    stops after RENDER_SECONDS.
 
+3. **Known fields** (`check` only, when a pipeline is saved): a top-level field of a
+   context object that it does not have (`contact.frist_name`) is a 422 naming it and
+   listing the known ones (dripline.domain.TEMPLATE_FIELDS, one list per record type).
+   Free-form attributes may be missing at render: `contact.attributes.plan` (and any
+   lookup below it) renders empty, `| default("free")` supplies a fallback, `{% if
+   contact.attributes.plan %}` tests for it. Arithmetic on a missing value still fails.
+
 Compiled templates are cached by source, so rendering a step does not recompile.
 Render errors say what went wrong and where, never with the contact's values (they are
 logged and stored in the run's history).
@@ -37,9 +44,10 @@ from typing import Any
 from jinja2 import Environment, Template, TemplateSyntaxError, nodes, pass_eval_context
 from jinja2.defaults import DEFAULT_FILTERS
 from jinja2.exceptions import SecurityError, UndefinedError
-from jinja2.runtime import Context, Undefined, markup_join, str_join
+from jinja2.runtime import ChainableUndefined, Context, Undefined, markup_join, str_join
 from jinja2.sandbox import SandboxedEnvironment
 
+from dripline.domain import TEMPLATE_FIELDS
 from dripline.errors import ValidationFailed
 
 MAX_OUTPUT = 1_000_000  # characters of rendered text
@@ -49,7 +57,7 @@ MAX_LOOP_ITEMS = 10_000  # loop iterations per render
 RENDER_SECONDS = 2.0
 MAX_SEPARATOR = 10
 
-CONTEXT_NAMES = frozenset({"contact", "pipeline", "unsubscribe_url"})
+CONTEXT_NAMES = frozenset(TEMPLATE_FIELDS) | {"unsubscribe_url"}
 ALLOWED_NODES = (
     nodes.Template, nodes.Output, nodes.TemplateData, nodes.Const, nodes.Name, nodes.Getattr, nodes.Getitem,
     nodes.Slice, nodes.List, nodes.Tuple, nodes.If, nodes.For, nodes.CondExpr, nodes.And, nodes.Or, nodes.Not,
@@ -88,7 +96,7 @@ class RenderFailed(Exception):
 def check(source: str, field: str = "message") -> None:
     """Raise ValidationFailed (naming `field`) if `source` does not compile or leaves the language."""
     try:
-        _checked_tree(source)
+        _check_fields(_checked_tree(source))
     except TemplateSyntaxError as exc:
         raise ValidationFailed(field, f"template error on line {exc.lineno}: {exc.message}") from exc
     except TemplateRefused as exc:
@@ -99,12 +107,35 @@ def check(source: str, field: str = "message") -> None:
 
 def _checked_tree(source: str) -> nodes.Template:
     tree = _environment(False).parse(source)
-    targets = [loop.target for loop in tree.find_all(nodes.For)]
-    loop_names = {n.name for t in targets for n in (t, *t.find_all(nodes.Name)) if isinstance(n, nodes.Name)}
-    allowed_names = CONTEXT_NAMES | loop_names | {"loop"}
+    allowed_names = CONTEXT_NAMES | _loop_names(tree) | {"loop"}
     for node in tree.find_all(nodes.Node):
         _check_node(node, allowed_names)
     return tree
+
+
+def _loop_names(tree: nodes.Template) -> set[str]:
+    targets = [loop.target for loop in tree.find_all(nodes.For)]
+    return {n.name for t in targets for n in (t, *t.find_all(nodes.Name)) if isinstance(n, nodes.Name)}
+
+
+def _check_fields(tree: nodes.Template) -> None:
+    """Every `contact.x` / `contact['x']` (and the other context objects') names a known field."""
+    loop_names = _loop_names(tree)
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        owner = node.node
+        if not isinstance(owner, nodes.Name) or owner.name in loop_names or owner.name not in TEMPLATE_FIELDS:
+            continue
+        if isinstance(node, nodes.Getattr):
+            name = node.attr
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            name = node.arg.value
+        else:
+            continue  # a computed key: only known at render
+        known = TEMPLATE_FIELDS[owner.name]
+        if name not in known:
+            raise TemplateRefused(
+                f"unknown field {owner.name}.{name} (line {node.lineno}); {owner.name} has {', '.join(known)}"
+            )
 
 
 def _check_node(node: nodes.Node, allowed_names: set[str] | frozenset[str]) -> None:
@@ -253,7 +284,8 @@ class _BudgetedSandbox(SandboxedEnvironment):
     intercepted_binops = frozenset({"+"})
 
     def __init__(self, autoescape: bool) -> None:
-        super().__init__(autoescape=autoescape, keep_trailing_newline=True)
+        # Chainable: a missing attribute, and any lookup below it, is empty (or `default`).
+        super().__init__(autoescape=autoescape, keep_trailing_newline=True, undefined=ChainableUndefined)
         self.globals.clear()  # no range, dict, lipsum, cycler, joiner, namespace
         self.filters = {name: _guarded_filter(DEFAULT_FILTERS[name]) for name in FILTERS}
         self.filters.update(_each=_each, _concat=_concat, _emit=_emit)

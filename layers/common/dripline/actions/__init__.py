@@ -40,7 +40,14 @@ class ActionContext:
     contact: ContactView
     settings: Settings
     now: datetime
-    clients: Any  # dripline.processor.Clients: lazily created AWS clients
+    clients: Any  # dripline.processor.Clients: lazily created AWS clients (None in a preview)
+    # An inert link instead of the contact's signed one: previews and test sends of a
+    # sample contact (there is no contact to unsubscribe).
+    unsubscribe_url: str | None = None
+
+    def template_context(self, **extra: Any) -> dict[str, Any]:
+        """What the step's templates see (names and fields: dripline.domain.TEMPLATE_FIELDS)."""
+        return {"contact": self.contact.template_context(), "pipeline": {"name": self.pipeline.name}, **extra}
 
 
 class Action(Protocol):
@@ -50,6 +57,18 @@ class Action(Protocol):
     def validate(self, step: Step) -> None: ...
 
     def execute(self, ctx: ActionContext) -> ActionResult: ...
+
+
+class Previewable(Protocol):
+    """An action that can also say what it would do, without doing it (dripline.simulation: preview, simulate).
+
+    `preview(ctx)` renders what `execute(ctx)` would send or create, with the same
+    functions, and touches nothing: no AWS call, no write. It raises what `execute` would
+    raise for this contact (a template that fails, an email that renders empty); it
+    returns an ActionResult instead when execute would not act at all (unsubscribed).
+    """
+
+    def preview(self, ctx: ActionContext) -> dict[str, Any] | ActionResult: ...
 
 
 _registry: dict[str, Action] = {}

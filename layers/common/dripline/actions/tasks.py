@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
 from dripline import templating
 from dripline.actions import ActionContext, register
@@ -38,10 +39,7 @@ class CreateTask:
         templating.check(step.message, "message")
 
     def execute(self, ctx: ActionContext) -> ActionResult:
-        context = {"contact": ctx.contact.template_context(), "pipeline": {"name": ctx.pipeline.name}}
-        description = templating.render_text(ctx.step.message, context).strip()
-        title = ctx.step.data.get("title") or (description.splitlines() or [DEFAULT_TITLE])[0]
-        due_in = ctx.step.data.get("due_in_seconds")
+        fields = self.preview(ctx)
         task_id = uuid.uuid5(uuid.NAMESPACE_URL, f"dripline:task:{ctx.run.run_id}:{ctx.step.step_number}").hex
         task, created = tasks.create_task(
             Task(
@@ -52,15 +50,25 @@ class CreateTask:
                 run_id=ctx.run.run_id,
                 pipeline_id=ctx.pipeline.pipeline_id,
                 step_number=ctx.step.step_number,
-                title=templating.render_text(str(title), context).strip()[:500],
-                description=description or None,
-                assignee=ctx.step.data.get("assignee"),
-                due_at=ctx.now + timedelta(seconds=int(due_in)) if due_in is not None else None,
                 status="open",
                 created_at=ctx.now,
+                **fields,
             )
         )
         return ActionResult.succeeded(task_id=task.task_id, created=created)
+
+    def preview(self, ctx: ActionContext) -> dict[str, Any]:
+        """The task `execute` would create now: title, description, assignee, due_at."""
+        context = ctx.template_context()
+        description = templating.render_text(ctx.step.message, context).strip()
+        title = ctx.step.data.get("title") or (description.splitlines() or [DEFAULT_TITLE])[0]
+        due_in = ctx.step.data.get("due_in_seconds")
+        return {
+            "title": templating.render_text(str(title), context).strip()[:500],
+            "description": description or None,
+            "assignee": ctx.step.data.get("assignee"),
+            "due_at": ctx.now + timedelta(seconds=int(due_in)) if due_in is not None else None,
+        }
 
 
 register(CreateTask())

@@ -35,6 +35,7 @@ import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from pynamodb.exceptions import PynamoDBException
@@ -288,29 +289,9 @@ class Webhook:
 
     def execute(self, ctx: ActionContext) -> ActionResult:
         insecure = ctx.settings.webhook_allow_insecure_local
-        try:
-            target = check_url(ctx.step.data.get("url"), allow_insecure_local=insecure)
-        except ValidationFailed as exc:  # saved under other rules, or edited in the table
-            raise ActionError(f"refused_url: {exc.message}", retryable=False) from exc
-        context = {"contact": ctx.contact.template_context(), "pipeline": {"name": ctx.pipeline.name}}
-        run, key = ctx.run, f"{ctx.run.run_id}:{ctx.step.step_number}"
-        body = json.dumps(
-            {
-                "id": key,
-                "type": "pipeline.step",
-                "team_id": run.team_id,
-                "pipeline_id": run.pipeline_id,
-                "pipeline_version": run.pipeline_version,
-                "run_id": run.run_id,
-                "step_number": ctx.step.step_number,
-                "attempt": run.attempts + 1,
-                "pipelineable_type": run.pipelineable_type,
-                "pipelineable_id": run.pipelineable_id,
-                "scheduled_at": iso(run.scheduled_at),
-                "message": templating.render_text(ctx.step.message, context),
-            },
-            separators=(",", ":"),
-        ).encode()
+        target = _target(ctx)
+        run, key = ctx.run, idempotency_key(ctx)
+        body = json.dumps(payload(ctx), separators=(",", ":")).encode()
         try:
             keys = teams.webhook_secret(run.team_id, ctx.now)
         except PynamoDBException as exc:  # nothing was sent: always safe to try again
@@ -326,6 +307,41 @@ class Webhook:
         }
         status = post(target, addresses, body, headers, ctx.settings.webhook_timeout_seconds)
         return outcome(status, key)
+
+    def preview(self, ctx: ActionContext) -> dict[str, Any]:
+        """The URL and the JSON event `execute` would POST now (unsigned: signing needs the team's secret)."""
+        _target(ctx)
+        return {"url": ctx.step.data.get("url"), "payload": payload(ctx)}
+
+
+def _target(ctx: ActionContext) -> Target:
+    try:
+        return check_url(ctx.step.data.get("url"), allow_insecure_local=ctx.settings.webhook_allow_insecure_local)
+    except ValidationFailed as exc:  # saved under other rules, or edited in the table
+        raise ActionError(f"refused_url: {exc.message}", retryable=False) from exc
+
+
+def idempotency_key(ctx: ActionContext) -> str:
+    return f"{ctx.run.run_id}:{ctx.step.step_number}"
+
+
+def payload(ctx: ActionContext) -> dict[str, Any]:
+    """The event a webhook step sends: a fixed envelope, the rendered message as one string field."""
+    run = ctx.run
+    return {
+        "id": idempotency_key(ctx),
+        "type": "pipeline.step",
+        "team_id": run.team_id,
+        "pipeline_id": run.pipeline_id,
+        "pipeline_version": run.pipeline_version,
+        "run_id": run.run_id,
+        "step_number": ctx.step.step_number,
+        "attempt": run.attempts + 1,
+        "pipelineable_type": run.pipelineable_type,
+        "pipelineable_id": run.pipelineable_id,
+        "scheduled_at": iso(run.scheduled_at),
+        "message": templating.render_text(ctx.step.message, ctx.template_context()),
+    }
 
 
 register(Webhook())

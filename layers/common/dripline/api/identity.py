@@ -6,6 +6,7 @@ body or the query.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from dripline.api.errors import Unauthorized
@@ -43,3 +44,30 @@ def current_team(router) -> str:
     if team is None:
         raise Unauthorized()
     return team
+
+
+def caller_email(router) -> str | None:
+    """The caller's own address: the token's `email` claim when `email_verified` is true.
+
+    Cognito sets both on an ID token; the address is the one the team member proved they
+    read, which is what makes it safe to send a test email to (dripline.api.service.test_send).
+    """
+    context = router.current_event.raw_event.get("requestContext") or {}
+    claims = (((context.get("authorizer") or {}).get("jwt") or {}).get("claims")) or {}
+    if not isinstance(claims, dict) or str(claims.get("email_verified", "")).lower() != "true":
+        return None
+    address = claims.get("email")
+    return address if isinstance(address, str) and address else None
+
+
+def request_settings(router, settings):
+    """`settings` with the API's public URL taken from the request when so configured.
+
+    In AWS the processor's PUBLIC_API_URL is this API's default endpoint, which is the
+    domain a request through it names (`requestContext.domainName`): unsubscribe links a
+    preview renders are then the ones the processor sends.
+    """
+    if not settings.public_api_url_from_request:
+        return settings
+    domain = (router.current_event.raw_event.get("requestContext") or {}).get("domainName")
+    return dataclasses.replace(settings, public_api_url=f"https://{domain}") if domain else settings

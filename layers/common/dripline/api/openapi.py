@@ -39,6 +39,7 @@ _PIPELINE_TARGETS = {
     "get_pipeline": "pipeline_id", "update_pipeline": "pipeline_id", "archive_pipeline": "pipeline_id",
     "pipeline_stats": "pipeline_id", "put_automatic": "pipeline_id", "delete_automatic": "pipeline_id",
     "list_runs": "pipeline_id", "reconcile_pipeline_stats": "pipeline_id",
+    "preview_pipeline": "pipeline_id", "simulate_pipeline": "pipeline_id", "test_send_step": "pipeline_id",
 }
 _CONTACT_TARGETS = {
     "get_contact": "contact_id", "patch_contact": "contact_id", "delete_contact": "contact_id",
@@ -56,6 +57,10 @@ _link("list_runs", "200", "$response.body#/items/0/run_id", {"get_run": "run_id"
 _link("contact_runs", "200", "$response.body#/items/0/run_id", {"get_run": "run_id"})
 _link("contact_messages", "200", "$response.body#/items/0/run_id", {"get_run": "run_id"})
 _link("error_patterns", "200", "$response.body#/items/0/example_run_id", {"get_run": "run_id"})
+# A preview names each step: the test send takes the same pipeline and the step's number.
+LINKS[("preview_pipeline", "200")] = {"test_send_step": (
+    "test_send_step", {"pipeline_id": "$response.body#/pipeline_id", "step_number": "$response.body#/steps/0/step_number"}
+)}
 _link("list_tasks", "200", "$response.body#/items/0/task_id", {"patch_task": "task_id"})
 # Removing a contact from a run needs both ids: the run names its contact.
 LINKS[("assign", "201")]["unassign"] = (

@@ -223,6 +223,112 @@ class PipelinePage(BaseModel):
     next_token: str | None = Field(None, description="Pass back as `next_token` for the next page; null at the end")
 
 
+# --- trying a pipeline: preview, simulate, test send ---------------------------------------------
+
+SAMPLE_CONTACT_DOC = (
+    "A contact that exists only for this request (nothing is stored). Its unsubscribe link is an inert one "
+    "(`.../unsubscribe/sample`): there is no contact to unsubscribe."
+)
+
+
+class SampleContact(_Request):
+    email: str = Field(**EMAIL_FIELD)
+    first_name: str | None = Field(None, max_length=MAX_NAME)
+    last_name: str | None = Field(None, max_length=MAX_NAME)
+    timezone: str | None = Field(None, description="An IANA time zone name", examples=["Europe/London"])
+    attributes: dict[str, Any] = Field(default_factory=dict, description=f"Free-form, at most {MAX_ATTRIBUTES} keys")
+    unsubscribed: StrictBool = False
+
+    _email = field_validator("email")(check_email)
+    _timezone = field_validator("timezone")(check_timezone)
+    _attributes = field_validator("attributes")(check_attributes)
+
+
+class TryIn(_Request):
+    """Exactly one of `contact_id` (one of the team's contacts) and `contact` (an inline sample)."""
+
+    contact_id: str | None = Field(None, min_length=1, max_length=100, description="One of the team's contacts")
+    contact: SampleContact | None = Field(None, description=SAMPLE_CONTACT_DOC)
+
+
+class PreviewIn(TryIn):
+    pass
+
+
+class FailureIn(_Request):
+    step_number: StrictInt = Field(ge=1, le=1_000_000, description="The step that fails")
+    times: StrictInt = Field(1, ge=1, le=100, description="Its first `times` attempts fail")
+    retryable: StrictBool = Field(
+        True, description="A transient failure (an SES throttle: retried with backoff) or a permanent one (fails the run)"
+    )
+
+
+class SimulateIn(TryIn):
+    failures: list[FailureIn] = Field(
+        default_factory=list, max_length=MAX_STEPS, description="Injected outcomes, e.g. step 2 fails twice"
+    )
+
+
+class StepPreviewOut(BaseModel):
+    step_number: int
+    action_type: str
+    scheduled_at: str | None = Field(description="When the step is planned (ISO 8601); null if the run never reaches it")
+    runs_at: str | None = Field(description="The processor tick that runs it (ticks are on the minute)")
+    outcome: str = Field(
+        description="What the processor would record: succeeded, skipped, failed; or passed_over (a wait-until "
+        "skips it), not_reached (an earlier step fails the run)"
+    )
+    error: str | None = Field(description="Why it fails or is skipped, e.g. `empty_message`, `unsubscribed`")
+    rendered: dict[str, Any] | None = Field(
+        description="What it sends or creates: send_email `subject`, `text`, `html` (the exact MIME parts); "
+        "create_task `title`, `description`, `assignee`, `due_at`; webhook `url`, `payload` (unsigned)"
+    )
+
+
+class PreviewOut(BaseModel):
+    pipeline_id: str
+    version: int
+    start: str = Field(description="Enrollment time the plan counts from: now")
+    steps: list[StepPreviewOut]
+
+
+class AttemptOut(BaseModel):
+    step_number: int
+    action_type: str
+    attempt: int = Field(description="1, then 2 ... while the step is retried")
+    scheduled_at: str = Field(description="When the run was due (the plan, or the retry time)")
+    executed_at: str = Field(description="The tick that ran it")
+    outcome: Literal["succeeded", "skipped", "failed", "retry", "rescheduled"]
+    error: str | None
+    retry_in_seconds: int | None = Field(description="The backoff before the next attempt, for a retry")
+    next_at: str | None = Field(description="When the run is due next; null once it ended")
+
+
+class SimulationOut(BaseModel):
+    pipeline_id: str
+    version: int
+    start: str = Field(description="Enrollment time on the virtual clock: now")
+    status: Literal["completed", "failed", "cancelled"]
+    ended_at: str | None
+    attempts: list[AttemptOut]
+    passed_over: list[int] = Field(description="Steps a wait-until passes over")
+    not_reached: list[int] = Field(description="Steps after the one that ended the run")
+
+
+class TestSendIn(_Request):
+    to: str = Field(**{**EMAIL_FIELD, "description": "Must be the caller's own verified address (the token's `email`)"})
+    contact_id: str | None = Field(None, min_length=1, max_length=100, description="Render for this contact")
+    contact: SampleContact | None = Field(None, description=SAMPLE_CONTACT_DOC + " Default: one named by `to` only.")
+
+    _to = field_validator("to")(check_email)
+
+
+class TestSendOut(BaseModel):
+    message_id: str = Field(description="SES's id of the test email")
+    to: str
+    subject: str = Field(description="As sent, `[TEST] ` first")
+
+
 class AutomaticOut(BaseModel):
     pipeline_id: str
     model_type: str

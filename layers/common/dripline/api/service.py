@@ -6,15 +6,21 @@ check runs before the first write, so a rejected request changes nothing.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from dripline import actions, enrollment, templating
-from dripline.api.schemas import ContactIn, ContactPatch, PipelineIn, SuppressionIn
-from dripline.domain import ACTIVE_STATUSES, Step
+from dripline import actions, enrollment, simulation, templating
+from dripline.actions import ActionContext, ActionError
+from dripline.actions import email as email_action
+from dripline.api.schemas import (
+    ContactIn, ContactPatch, PipelineIn, SampleContact, SimulateIn, SuppressionIn, TestSendIn, TryIn,
+)
+from dripline.domain import ACTIVE_STATUSES, ContactView, PipelineSpec, Step
+from dripline.email_tags import tag_value
 from dripline.errors import AddressTaken, Conflict, NotFound, ValidationFailed
 from dripline.exits import ExitCondition
 from dripline.observability import logger
@@ -183,6 +189,109 @@ def reconcile_stats(team_id: str, pipeline_id: str) -> dict[str, Any]:
     pipelines.get_pipeline(team_id, pipeline_id)  # unknown (or another team's) id: 404
     stats.reconcile(team_id, pipeline_id)
     return pipeline_stats(team_id, pipeline_id)
+
+
+# --- trying a pipeline: preview, simulate, test send ------------------------------------------
+#
+# All three render with the actions' own functions (`preview` / `compose`, which `execute`
+# calls too) and plan with the engine (dripline.simulation): what they show is what the
+# processor does. None writes anything; only the test send calls AWS (one SendEmail).
+
+SAMPLE_CONTACT_ID = "sample"
+TEST_PREFIX = "[TEST] "
+
+
+def sample_link(settings: Settings) -> str:
+    """An unsubscribe link that unsubscribes nobody (the token is not sealed: it answers 404)."""
+    return f"{settings.public_api_url}/unsubscribe/{SAMPLE_CONTACT_ID}"
+
+
+def _subject(team_id: str, body: TryIn, settings: Settings) -> tuple[ContactView, str | None]:
+    """The contact to render for, and its unsubscribe link (None: the contact's own signed one)."""
+    if (body.contact_id is None) == (body.contact is None):
+        raise ValidationFailed("contact_id", "give exactly one of contact_id and contact")
+    # Marked as the processor marks it: an address on the suppression list is never emailed.
+    if body.contact_id is not None:
+        contact = contacts.get_contact(team_id, body.contact_id)
+        return contacts.view(contact, suppressed=_is_suppressed(team_id, contact.email)), None
+    sample = sample_contact(team_id, body.contact)
+    return dataclasses.replace(sample, suppressed=_is_suppressed(team_id, sample.email)), sample_link(settings)
+
+
+def _is_suppressed(team_id: str, email: str) -> bool:
+    return suppressions.find(team_id, email) is not None
+
+
+def sample_contact(team_id: str, sample: SampleContact) -> ContactView:
+    return ContactView(
+        team_id=team_id, contact_id=SAMPLE_CONTACT_ID, email=sample.email, first_name=sample.first_name,
+        last_name=sample.last_name, timezone=sample.timezone, attributes=dict(sample.attributes),
+        unsubscribed=sample.unsubscribed,
+    )
+
+
+def preview(team_id: str, pipeline_id: str, body: TryIn, now: datetime, settings: Settings) -> tuple[PipelineSpec, list]:
+    """Every step of the pipeline's latest version as this contact would get it if enrolled now."""
+    spec = pipelines.get_pipeline(team_id, pipeline_id).spec
+    contact, link = _subject(team_id, body, settings)
+    return spec, simulation.preview(spec, contact, now, settings, unsubscribe_url=link)
+
+
+def simulate(team_id: str, pipeline_id: str, body: SimulateIn, now: datetime, settings: Settings):
+    """The whole timeline of a run enrolled now, with the injected failures, on a virtual clock."""
+    spec = pipelines.get_pipeline(team_id, pipeline_id).spec
+    for index, failure in enumerate(body.failures):
+        if spec.step(failure.step_number) is None:
+            raise ValidationFailed(f"failures[{index}].step_number", f"the pipeline has no step {failure.step_number}")
+    contact, link = _subject(team_id, body, settings)
+    failures = [simulation.Failure(f.step_number, f.times, f.retryable) for f in body.failures]
+    return spec, simulation.simulate(spec, contact, now, settings, failures, unsubscribe_url=link)
+
+
+def test_send(
+    team_id: str, pipeline_id: str, step_number: int, body: TestSendIn, allowed: str | None, now: datetime,
+    settings: Settings, sesv2: Any,
+) -> tuple[dict[str, Any], str]:
+    """Send one email step to the caller's own address, `[TEST]` in its subject.
+
+    `allowed` is the caller's verified address (the token's `email`): the only address a
+    test may go to, so a test send can never reach a contact or a stranger. The email is
+    rendered as the processor renders it, for `contact_id` or a sample contact, but its
+    unsubscribe link is the inert sample one (a team member clicking it must not
+    unsubscribe the contact), it carries no `run` tag (SES's events for it count in no
+    stats) and no run is created. Returns SES's answer and the subject sent.
+    """
+    spec = pipelines.get_pipeline(team_id, pipeline_id).spec
+    step = spec.step(step_number)
+    if step is None:
+        raise NotFound(f"pipeline {pipeline_id} has no step {step_number}")
+    if step.action_type != email_action.SendEmail.name:
+        raise ValidationFailed("step_number", f"step {step_number} is a {step.action_type} step; only send_email steps can be test-sent")
+    if allowed is None or body.to.lower() != allowed.lower():
+        raise ValidationFailed("to", "a test goes only to your own verified address (the token's email claim)")
+    if _is_suppressed(team_id, body.to):
+        raise ValidationFailed("to", "the address is on the team's suppression list (`DELETE /suppressions?email=` to email it again)")
+    if body.contact_id is not None and body.contact is not None:
+        raise ValidationFailed("contact_id", "give at most one of contact_id and contact")
+    if body.contact_id is not None:
+        contact = contacts.view(contacts.get_contact(team_id, body.contact_id))
+    else:
+        contact = sample_contact(team_id, body.contact or SampleContact(email=body.to))
+    link = sample_link(settings)
+    ctx = ActionContext(
+        run=simulation.placeholder_run(spec, contact, step_number, now, 0), pipeline=spec, step=step, contact=contact,
+        settings=settings, now=now, clients=None, unsubscribe_url=link,
+    )
+    try:
+        content = email_action.compose(ctx, link)
+        subject = email_action.subject_line(TEST_PREFIX + content.subject)
+    except (ActionError, templating.RenderFailed) as exc:
+        raise ValidationFailed("message", f"does not render for this contact: {exc}") from None
+    raw = email_action.mime_message(
+        dataclasses.replace(content, subject=subject), sender=settings.email_from, to=body.to, link=link, now=now
+    )
+    answer = email_action.send(sesv2, settings, to=body.to, raw=raw, tags=[{"Name": "team", "Value": tag_value(team_id)}, {"Name": "test", "Value": "true"}])
+    return answer, subject
 
 
 # --- contacts ----------------------------------------------------------------------------------

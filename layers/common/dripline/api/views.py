@@ -108,6 +108,52 @@ def task(t: Task) -> schemas.TaskOut:
     )
 
 
+def _at(value) -> str | None:
+    return iso(value) if value is not None else None
+
+
+def _plain_rendered(rendered: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A preview's values as JSON (a task's due_at is a datetime)."""
+    if rendered is None:
+        return None
+    return {k: iso(v) if hasattr(v, "tzinfo") and hasattr(v, "isoformat") else v for k, v in rendered.items()}
+
+
+def preview(spec, start, steps) -> schemas.PreviewOut:
+    return schemas.PreviewOut(
+        pipeline_id=spec.pipeline_id,
+        version=spec.version,
+        start=iso(start),
+        steps=[
+            schemas.StepPreviewOut(
+                step_number=s.step_number, action_type=s.action_type, scheduled_at=_at(s.scheduled_at),
+                runs_at=_at(s.runs_at), outcome=s.outcome, error=s.error, rendered=_plain_rendered(s.rendered),
+            )
+            for s in steps
+        ],
+    )
+
+
+def simulation(spec, timeline) -> schemas.SimulationOut:
+    return schemas.SimulationOut(
+        pipeline_id=spec.pipeline_id,
+        version=spec.version,
+        start=iso(timeline.start),
+        status=timeline.status,
+        ended_at=_at(timeline.ended_at),
+        attempts=[
+            schemas.AttemptOut(
+                step_number=a.step_number, action_type=a.action_type, attempt=a.attempt, scheduled_at=iso(a.scheduled_at),
+                executed_at=iso(a.executed_at), outcome=a.outcome, error=a.error, retry_in_seconds=a.retry_in_seconds,
+                next_at=_at(a.next_at),
+            )
+            for a in timeline.attempts
+        ],
+        passed_over=list(timeline.passed_over),
+        not_reached=list(timeline.not_reached),
+    )
+
+
 def message(m: MessageRecord) -> schemas.MessageOut:
     latest = messages.latest_event(m)
     return schemas.MessageOut(

@@ -366,14 +366,6 @@ class DueIndex(GlobalSecondaryIndex):
     next_step_at = UTCDateTimeAttribute(range_key=True)
 
 
-class RunIdIndex(GlobalSecondaryIndex):
-    class Meta:
-        index_name = "by_run_id"
-        projection = KeysOnlyProjection()
-
-    run_id = UnicodeAttribute(hash_key=True)
-
-
 class TeamRunsIndex(GlobalSecondaryIndex):
     """A team's runs, newest first; `pipeline_id` is projected to filter one pipeline's.
     Neither key nor projection changes after creation: claims and finishes write nothing here."""
@@ -431,7 +423,6 @@ class PipelineRun(Model):
     completed_at = EpochMillisAttribute(null=True, attr_name="ca")
 
     due_index = DueIndex()
-    run_id_index = RunIdIndex()
     team_index = TeamRunsIndex()
 
     @property

@@ -6,9 +6,13 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from dripline import clock, runtime
 from dripline.api import pagination, service, views
-from dripline.api.identity import current_team
+from dripline.api.identity import caller_email, current_team, request_settings
 from dripline.api.routes import AUTH, Limit, NextToken, created, no_content, ok
-from dripline.api.schemas import PipelineIn, PipelineOut, PipelinePage, StatsOut
+from dripline.api.schemas import (
+    PipelineIn, PipelineOut, PipelinePage, PreviewIn, PreviewOut, SimulateIn, SimulationOut, StatsOut, TestSendIn,
+    TestSendOut,
+)
+from dripline.processor import Clients
 from dripline.storage import pipelines
 
 router = Router()
@@ -80,3 +84,56 @@ def pipeline_stats(pipeline_id: str) -> StatsOut:
 )
 def reconcile_stats(pipeline_id: str) -> StatsOut:
     return StatsOut(**service.reconcile_stats(current_team(router), pipeline_id))
+
+
+@router.post(
+    "/pipelines/<pipeline_id>/preview", operation_id="preview_pipeline",
+    summary="Every step rendered for one contact, with its planned time (nothing is sent or written)",
+    description="Takes `contact_id` (one of the team's contacts) or `contact` (an inline sample). Each step of the "
+    "latest version is rendered by the processor's own code at the tick that would run it, for a run enrolled now: "
+    "an email's subject and its exact text and HTML parts, a task's title, a webhook's payload. A step whose "
+    "template fails or renders an empty email shows the outcome the processor would record (`failed`, "
+    "`empty_message`).",
+    tags=TAGS, security=AUTH,
+    responses=ok("The rendered steps", 200, 400, 404, 413),
+)
+def preview_pipeline(pipeline_id: str, body: PreviewIn) -> PreviewOut:
+    now = clock.now()
+    spec, steps = service.preview(current_team(router), pipeline_id, body, now, request_settings(router, runtime.settings()))
+    return views.preview(spec, now, steps)
+
+
+@router.post(
+    "/pipelines/<pipeline_id>/simulate", operation_id="simulate_pipeline",
+    summary="The whole timeline of a run enrolled now, on a virtual clock (nothing is sent or written)",
+    description="The step engine's own rules (plans, send windows, wait-until, retry backoff, max attempts) run on a "
+    "virtual clock that ticks every minute like the processor. `failures` injects outcomes: `{\"step_number\": 2, "
+    "\"times\": 2}` makes step 2's first two attempts fail as an SES throttle would (retried), `retryable: false` "
+    "as a permanent error. Every attempt is listed with its time, outcome and backoff, then the final status.",
+    tags=TAGS, security=AUTH,
+    responses=ok("The timeline", 200, 400, 404, 413),
+)
+def simulate_pipeline(pipeline_id: str, body: SimulateIn) -> SimulationOut:
+    spec, timeline = service.simulate(
+        current_team(router), pipeline_id, body, clock.now(), request_settings(router, runtime.settings())
+    )
+    return views.simulation(spec, timeline)
+
+
+@router.post(
+    "/pipelines/<pipeline_id>/steps/<step_number>/test", operation_id="test_send_step",
+    summary="Send one email step to your own address, `[TEST]` in its subject",
+    description="`to` must be the caller's own verified address (the token's `email` claim with `email_verified`): "
+    "a test never reaches a contact or a stranger. Rendered as the processor renders it, for `contact_id` or a sample "
+    "`contact` (default: one with only `to` as its email), with an inert unsubscribe link. No run is created and the "
+    "email counts in no stats.",
+    tags=TAGS, security=AUTH,
+    responses=ok("Sent", 200, 400, 404, 413),
+)
+def test_send_step(pipeline_id: str, step_number: int, body: TestSendIn) -> TestSendOut:
+    settings = request_settings(router, runtime.settings())
+    answer, subject = service.test_send(
+        current_team(router), pipeline_id, step_number, body, caller_email(router), clock.now(), settings,
+        Clients(settings).sesv2,  # the processor's SES client (no SDK retries: a retry may send twice)
+    )
+    return TestSendOut(message_id=answer["MessageId"], to=body.to, subject=subject)
