@@ -1,4 +1,4 @@
-"""Enrollment: contact changes (stream records) become run creations and cancellations.
+"""Enrollment: contact changes (stream records) become run creations, cancellations and exits.
 
 Each record is reconciled against the contact's current state, so a record delivered
 late, twice, or after a newer one cannot resurrect what a later change undid. Records
@@ -8,11 +8,13 @@ once per pipeline at the end of the batch.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from dripline import clock, engine, observability
-from dripline.domain import Source
+from dripline import clock, engine, exits, observability
+from dripline.domain import ACTIVE_STATUSES, Source
 from dripline.errors import Conflict, NotFound
 from dripline.observability import MetricUnit, logger, metrics
 from dripline.settings import Settings
@@ -36,6 +38,7 @@ def assignment_key(contact_updated_at: datetime) -> str:
 class EnrollmentReport:
     created: list[str] = field(default_factory=list)
     cancelled: int = 0
+    exited: int = 0
     skipped: list[str] = field(default_factory=list)
 
 
@@ -73,12 +76,15 @@ def on_insert(new: Contact, batch: EnrollmentBatch) -> EnrollmentReport:
     manual = [p for p in dict.fromkeys(new.pipeline_ids or []) if p in set(current.pipeline_ids or [])]
     automatic = batch.pipelines.automatic_ids(new.team_id, CONTACT)
     wanted = [(p, Source.MANUAL if p in manual else Source.AUTOMATIC) for p in dict.fromkeys(manual + automatic)]
-    _enroll_all(new, wanted, INSERT_KEY, batch, report)
+    results = _enroll_all(new, wanted, INSERT_KEY, batch, report)
+    # A contact created already meeting a pipeline's exit condition leaves it at once.
+    report.exited += end_converted_runs(CONTACT, contacts.view(current), [r.run for r in results if r is not None], batch.tally)
     return report
 
 
 def on_modify(old: Contact, new: Contact, batch: EnrollmentBatch) -> EnrollmentReport:
-    """Added pipeline_ids get runs, removed ones lose theirs; unsubscribing cancels all."""
+    """Added pipeline_ids get runs, removed ones lose theirs; unsubscribing cancels all.
+    A change of fields or attributes ends the runs whose exit condition now holds."""
     report = EnrollmentReport()
     now = clock.now()
     current = contacts.find_contact(new.team_id, new.contact_id)
@@ -94,8 +100,40 @@ def on_modify(old: Contact, new: Contact, batch: EnrollmentBatch) -> EnrollmentR
             new.team_id, CONTACT, new.contact_id, now, "removed_from_contact", pipeline_ids=removed, tally=batch.tally
         )
     added = [(p, Source.MANUAL) for p in (new.pipeline_ids or []) if p not in before and p in wanted]
-    _enroll_all(new, added, assignment_key(new.updated_at), batch, report)
+    results = _enroll_all(new, added, assignment_key(new.updated_at), batch, report)
+    if any(r is not None for r in results) or _record(old) != _record(new):  # else no condition can have changed: no runs query
+        candidates = runs.runs_of(new.team_id, CONTACT, new.contact_id)
+        report.exited += end_converted_runs(CONTACT, contacts.view(current), candidates, batch.tally)
     return report
+
+
+def _record(contact: Contact) -> dict[str, Any]:
+    return exits.record_of(CONTACT, contacts.view(contact))
+
+
+def end_converted_runs(pipelineable_type: str, view: Any, candidates: Iterable[PipelineRun], tally: stats.Tally) -> int:
+    """End as `exited` each active run among `candidates` whose pipeline version's
+    exit_when holds for the record `view` (read just now). Returns how many ended.
+
+    Each end is a conditional write on the status read (dripline.storage.runs.exit_run),
+    so a redelivered record, or a run the processor claimed meanwhile, is safe.
+    """
+    record = exits.record_of(pipelineable_type, view)
+    now = clock.now()
+    ended = 0
+    for run in candidates:
+        if run.status not in ACTIVE_STATUSES:
+            continue
+        try:
+            spec = pipelines.get_version(run.team_id, run.pipeline_id, int(run.pipeline_version))
+        except NotFound:
+            logger.warning("run without its pipeline version", extra={"run_id": run.run_id})
+            continue
+        decided = engine.exit_check(spec, record)
+        if decided is not None and runs.exit_run(run, now, decided.exit_match, tally):
+            ended += 1
+            metrics.add_metric(name="RunsExited", unit=MetricUnit.Count, value=1)
+    return ended
 
 
 def on_remove(old: Contact, batch: EnrollmentBatch) -> EnrollmentReport:
@@ -180,6 +218,12 @@ def handle_stream_record(record, batch: EnrollmentBatch) -> EnrollmentReport:
         logger.info(
             "enrollment record processed",
             # Not "created": that name is reserved by logging.LogRecord.
-            extra={"event": name, "run_ids": report.created, "runs_cancelled": report.cancelled, "skipped": report.skipped},
+            extra={
+                "event": name,
+                "run_ids": report.created,
+                "runs_cancelled": report.cancelled,
+                "runs_exited": report.exited,
+                "skipped": report.skipped,
+            },
         )
     return report
