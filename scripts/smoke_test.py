@@ -153,7 +153,7 @@ def run_smoke(
 
         def finished_run() -> dict[str, Any] | None:
             runs = api.call("GET", f"/contacts/{contact_id}/runs")["items"]
-            done = [r for r in runs if r["pipeline_id"] == pipeline_id and r["status"] in ("completed", "failed", "cancelled")]
+            done = [r for r in runs if r["pipeline_id"] == pipeline_id and r["status"] in ("completed", "failed", "cancelled", "exited")]
             return done[0] if done else None
 
         run = wait_for("the run to finish its email step", finished_run)

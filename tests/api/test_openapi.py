@@ -136,11 +136,14 @@ def test_authenticated_routes_declare_the_bearer_scheme():
 def test_contract_fields_are_in_the_schemas():
     schemas = document()["components"]["schemas"]
     assert set(schemas["PipelineOut"]["properties"]) == {
-        "pipeline_id", "name", "model_type", "version", "automatic", "status", "steps", "created_at", "updated_at"}
+        "pipeline_id", "name", "model_type", "version", "automatic", "status", "steps", "exit_when", "created_at",
+        "updated_at"}
     assert set(schemas["ContactOut"]["properties"]) == {
         "contact_id", "email", "first_name", "last_name", "timezone", "attributes", "pipeline_ids", "unsubscribed",
         "created_at", "updated_at"}
     assert {"run_id", "pipeline_id", "pipeline_version", "pipelineable_type", "pipelineable_id", "source", "status",
             "current_step", "next_step_number", "next_step_at", "created_at", "updated_at", "completed_at",
-            "history"} <= set(schemas["RunOut"]["properties"])
+            "exit_match", "history"} <= set(schemas["RunOut"]["properties"])
+    assert "exited" in schemas["RunCounts"]["properties"] and "conversion_rate" in schemas["StatsOut"]["properties"]
+    assert "exit_when" in schemas["PipelineIn"]["properties"]
     assert "from SES's events" in schemas["StatsOut"]["properties"]["emails"]["description"]

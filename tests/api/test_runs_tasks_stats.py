@@ -97,8 +97,9 @@ def test_stats_after_a_three_step_drip(api, stream, settings, frozen_clock, thre
     # then the counters say so (emails sent: step 1 three times, step 3 twice)
     assert stats.status == 200
     assert stats.body == {
-        "runs": {"total": 3, "pending": 0, "running": 0, "completed": 2, "failed": 0, "cancelled": 1},
+        "runs": {"total": 3, "pending": 0, "running": 0, "completed": 2, "failed": 0, "cancelled": 1, "exited": 0},
         "completion_rate": 0.6667,
+        "conversion_rate": 0.0,
         "success_rate": 1.0,
         "steps": [
             {"step_number": 1, "action_type": "send_email", "executed": 3, "succeeded": 3, "failed": 0, "skipped": 0,

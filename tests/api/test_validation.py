@@ -56,6 +56,14 @@ PIPELINE_CASES = [
      "steps[0].wait_until.if_missing"),
     ("wait_until with a delay", {"steps": [step(delay_seconds=60, wait_until={"until_attribute": "x"})]},
      "steps[0].delay_seconds"),
+    ("exit_when not an object", {"exit_when": "paid"}, "exit_when"),
+    ("exit_when without an operator", {"exit_when": {"attribute": "plan"}}, "exit_when"),
+    ("exit_when unknown operator", {"exit_when": {"attribute": "plan", "equal": "paid"}}, "exit_when.equal"),
+    ("exit_when unknown field", {"exit_when": {"field": "stage", "equals": "won"}}, "exit_when.field"),
+    ("exit_when in not a list", {"exit_when": {"attribute": "plan", "in": "paid"}}, "exit_when.in"),
+    ("exit_when exists not a bool", {"exit_when": {"attribute": "plan", "exists": 1}}, "exit_when.exists"),
+    ("exit_when empty any", {"exit_when": {"all": [{"attribute": "plan", "exists": True}, {"any": []}]}}, "exit_when.all[1].any"),
+    ("exit_when null value", {"exit_when": {"any": [{"attribute": "plan", "equals": None}]}}, "exit_when.any[0].equals"),
 ]
 
 

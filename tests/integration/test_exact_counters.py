@@ -150,7 +150,7 @@ def test_stats_equal_the_runs_after_random_throttles_5xx_and_lost_answers(aws, s
     assert {r.status for r in runs.all_runs_of_pipeline(TEAM, pipeline.pipeline_id)} == {"completed"}
     actual, expected = counters(pipeline)
     assert actual == expected
-    assert actual[0] == {"total": 20, "pending": 0, "running": 0, "completed": 20, "failed": 0, "cancelled": 0}
+    assert actual[0] == {"total": 20, "pending": 0, "running": 0, "completed": 20, "failed": 0, "cancelled": 0, "exited": 0}
     assert actual[1] == [20, 20] and actual[2] == 20 and len(sent_emails()) == 20
 
 

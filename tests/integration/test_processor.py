@@ -93,7 +93,7 @@ def test_three_step_pipeline_runs_to_completion_over_simulated_days(aws, stream,
     (task,) = task_list
     assert (task.title, task.description, task.assignee, task.status) == ("Intro call", "Call ada@example.com", "sales", "open")
     summary = stats.read(TEAM, pipeline.pipeline_id, [(1, "send_email"), (2, "create_task"), (3, "send_email")])
-    assert summary["runs"] == {"total": 2, "pending": 0, "running": 0, "completed": 2, "failed": 0, "cancelled": 0}
+    assert summary["runs"] == {"total": 2, "pending": 0, "running": 0, "completed": 2, "failed": 0, "cancelled": 0, "exited": 0}
     assert summary["completion_rate"] == 1.0 and summary["success_rate"] == 1.0
     assert [s["executed"] for s in summary["steps"]] == [2, 2, 2]
     assert summary["emails"]["sent"] == 4
@@ -340,7 +340,7 @@ def test_step_of_a_deleted_contact_cancels_the_run(aws, stream, settings):
     assert report.outcomes["cancelled"] == 1 and run.status == "cancelled"
     assert (run.history[0].outcome, run.history[0].error) == ("skipped", "contact_deleted")
     summary = stats.read(TEAM, pipeline.pipeline_id, [(1, "send_email")])
-    assert summary["runs"] == {"total": 1, "pending": 0, "running": 0, "completed": 0, "failed": 0, "cancelled": 1}
+    assert summary["runs"] == {"total": 1, "pending": 0, "running": 0, "completed": 0, "failed": 0, "cancelled": 1, "exited": 0}
     assert sent_emails() == []
 
 

@@ -6,6 +6,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from dripline.exits import ExitCondition
 from dripline.wait_until import WaitUntil
 from dripline.windows import SendWindow
 
@@ -16,6 +17,7 @@ class RunStatus(str, Enum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    EXITED = "exited"  # the pipeline's exit_when held for the record (a conversion)
 
     @property
     def active(self) -> bool:
@@ -23,7 +25,7 @@ class RunStatus(str, Enum):
 
 
 ACTIVE_STATUSES = (RunStatus.PENDING.value, RunStatus.RUNNING.value)
-ENDED_STATUSES = (RunStatus.COMPLETED.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value)
+ENDED_STATUSES = tuple(s.value for s in RunStatus if not s.active)
 
 
 class Source(str, Enum):
@@ -85,6 +87,7 @@ class PipelineSpec:
     name: str
     model_type: str
     steps: tuple[Step, ...]  # ascending step_number
+    exit_when: ExitCondition | None = None  # runs end `exited` once it holds for their record
 
     def step(self, step_number: int) -> Step | None:
         return next((s for s in self.steps if s.step_number == step_number), None)

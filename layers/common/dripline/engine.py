@@ -59,6 +59,8 @@ class ActionResult:
     cancel_run: bool = False
     # Not attempted: the step's send window is closed; it is due again at this opening.
     reopens_at: datetime | None = None
+    # Not attempted: the pipeline's exit_when held (this is where); the run ends `exited`.
+    exit_match: str | None = None
 
     @classmethod
     def succeeded(cls, **detail: Any) -> "ActionResult":
@@ -75,6 +77,10 @@ class ActionResult:
     @classmethod
     def outside_window(cls, reopens_at: datetime) -> "ActionResult":
         return cls(Outcome.SKIPPED, error=OUTSIDE_SEND_WINDOW, reopens_at=reopens_at)
+
+    @classmethod
+    def exited(cls, match: str) -> "ActionResult":
+        return cls(Outcome.SKIPPED, exit_match=match)
 
     @classmethod
     def failed(cls, error: str, *, retryable: bool, **detail: Any) -> "ActionResult":
@@ -103,6 +109,7 @@ class Decision:
     last_error: str | None
     retried: bool = False
     rescheduled: bool = False  # to its send window's next opening, not attempted
+    exit_match: str | None = None  # ended `exited`: where the pipeline's exit_when held
 
 
 def enroll(pipeline: PipelineSpec, enrolled_at: datetime, recipient: Recipient = Recipient()) -> Schedule:
@@ -149,6 +156,13 @@ def outside_window(step: Step, at: datetime, recipient: Recipient) -> ActionResu
     return ActionResult.outside_window(opens) if opens > at else None
 
 
+def exit_check(pipeline: PipelineSpec, record: Mapping[str, Any]) -> ActionResult | None:
+    """Checked just before a step runs: once the pipeline's exit_when holds for the record
+    (`exits.record_of`), the run ends `exited` and the step is not attempted."""
+    match = pipeline.exit_when.evaluate(record) if pipeline.exit_when is not None else None
+    return ActionResult.exited(match) if match is not None else None
+
+
 def backoff_seconds(failed_attempts: int, base_seconds: int, max_seconds: int) -> int:
     """Exponential: base, 2*base, 4*base ... capped at max_seconds."""
     if failed_attempts < 1:
@@ -186,7 +200,9 @@ def after_step(
     window are then applied (`plan`) for `recipient`.
 
     A step not attempted because its send window was closed (`ActionResult.outside_window`)
-    waits for the opening: same step, same failed-attempt count, nothing recorded.
+    waits for the opening: same step, same failed-attempt count, nothing recorded. One not
+    attempted because the pipeline's exit condition held (`ActionResult.exited`) ends the
+    run `exited`, recording no step either.
     """
     step = pipeline.step(step_number) if pipeline else None
     action_type = step.action_type if step else "unknown"
@@ -204,6 +220,14 @@ def after_step(
             error=result.error,
         )
 
+    if result.exit_match is not None:
+        return Decision(
+            schedule=Schedule(RunStatus.EXITED, None, None),
+            attempts=failed_attempts_before,
+            history=None,
+            last_error=None,
+            exit_match=result.exit_match,
+        )
     if result.reopens_at is not None:
         return Decision(
             schedule=Schedule(RunStatus.PENDING, step_number, result.reopens_at),

@@ -1,4 +1,4 @@
-"""Enrollment: record changes (stream records) become run creations and cancellations.
+"""Enrollment: record changes (stream records) become run creations, cancellations and exits.
 
 One function serves every record type's stream (contacts, deals: dripline.records): a
 stream record's Keys say its type, and nothing here depends on which it is. Each record
@@ -10,11 +10,13 @@ pipeline at the end of the batch.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from dripline import clock, engine, observability, records
-from dripline.domain import Source
+from dripline import clock, engine, exits, observability, records
+from dripline.domain import ACTIVE_STATUSES, Source
 from dripline.errors import Conflict, NotFound
 from dripline.observability import MetricUnit, logger, metrics
 from dripline.records import Record
@@ -38,6 +40,7 @@ def assignment_key(contact_updated_at: datetime) -> str:
 class EnrollmentReport:
     created: list[str] = field(default_factory=list)
     cancelled: int = 0
+    exited: int = 0
     skipped: list[str] = field(default_factory=list)
 
 
@@ -75,12 +78,15 @@ def on_insert(new: Record, batch: EnrollmentBatch) -> EnrollmentReport:
     manual = [p for p in dict.fromkeys(new.pipeline_ids) if p in set(current.pipeline_ids)]
     automatic = batch.pipelines.automatic_ids(new.team_id, new.type)
     wanted = [(p, Source.MANUAL if p in manual else Source.AUTOMATIC) for p in dict.fromkeys(manual + automatic)]
-    _enroll_all(current, wanted, INSERT_KEY, batch, report)
+    results = _enroll_all(current, wanted, INSERT_KEY, batch, report)
+    # A record created already meeting a pipeline's exit condition leaves it at once.
+    report.exited += end_converted_runs(current.type, current.view, [r.run for r in results if r is not None], batch.tally)
     return report
 
 
 def on_modify(old: Record, new: Record, batch: EnrollmentBatch) -> EnrollmentReport:
-    """Added pipeline_ids get runs, removed ones lose theirs; unsubscribing cancels all."""
+    """Added pipeline_ids get runs, removed ones lose theirs; unsubscribing cancels all.
+    A change of fields or attributes ends the runs whose exit condition now holds."""
     report = EnrollmentReport()
     now = clock.now()
     current = records.load(new.team_id, new.type, new.id)
@@ -96,8 +102,41 @@ def on_modify(old: Record, new: Record, batch: EnrollmentBatch) -> EnrollmentRep
             new.team_id, new.type, new.id, now, f"removed_from_{new.type}", pipeline_ids=removed, tally=batch.tally
         )
     added = [(p, Source.MANUAL) for p in new.pipeline_ids if p not in before and p in wanted]
-    _enroll_all(current, added, assignment_key(new.updated_at), batch, report)
+    results = _enroll_all(current, added, assignment_key(new.updated_at), batch, report)
+    if any(r is not None for r in results) or _conditioned(old) != _conditioned(new):  # else no condition can have changed: no runs query
+        candidates = runs.runs_of(new.team_id, new.type, new.id)
+        report.exited += end_converted_runs(current.type, current.view, candidates, batch.tally)
     return report
+
+
+def _conditioned(record: Record) -> dict[str, Any]:
+    """What an exit condition can see of the record."""
+    return exits.record_of(record.type, record.view)
+
+
+def end_converted_runs(pipelineable_type: str, view: Any, candidates: Iterable[PipelineRun], tally: stats.Tally) -> int:
+    """End as `exited` each active run among `candidates` whose pipeline version's
+    exit_when holds for the record `view` (read just now). Returns how many ended.
+
+    Each end is a conditional write on the status read (dripline.storage.runs.exit_run),
+    so a redelivered record, or a run the processor claimed meanwhile, is safe.
+    """
+    record = exits.record_of(pipelineable_type, view)
+    now = clock.now()
+    ended = 0
+    for run in candidates:
+        if run.status not in ACTIVE_STATUSES:
+            continue
+        try:
+            spec = pipelines.get_version(run.team_id, run.pipeline_id, int(run.pipeline_version))
+        except NotFound:
+            logger.warning("run without its pipeline version", extra={"run_id": run.run_id})
+            continue
+        decided = engine.exit_check(spec, record)
+        if decided is not None and runs.exit_run(run, now, decided.exit_match, tally):
+            ended += 1
+            metrics.add_metric(name="RunsExited", unit=MetricUnit.Count, value=1)
+    return ended
 
 
 def on_remove(old: Record, batch: EnrollmentBatch) -> EnrollmentReport:
@@ -184,7 +223,13 @@ def handle_stream_record(record, batch: EnrollmentBatch) -> EnrollmentReport:
         logger.info(
             "enrollment record processed",
             # Not "created": that name is reserved by logging.LogRecord.
-            extra={"event": name, "pipelineable_type": kind.name, "run_ids": report.created,
-                   "runs_cancelled": report.cancelled, "skipped": report.skipped},
+            extra={
+                "event": name,
+                "pipelineable_type": kind.name,
+                "run_ids": report.created,
+                "runs_cancelled": report.cancelled,
+                "runs_exited": report.exited,
+                "skipped": report.skipped,
+            },
         )
     return report

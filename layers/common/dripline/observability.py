@@ -50,6 +50,8 @@ METRICS: dict[str, tuple[frozenset[str], tuple[tuple[str, ...], ...]]] = {
     # enrollment (and the API's manual assignment)
     "RunsEnrolled": (frozenset({"enrollment", "api"}), (SERVICE,)),
     "EnrollmentsDeduplicated": (frozenset({"enrollment", "api"}), (SERVICE,)),
+    # runs ended by their pipeline's exit_when: on an update (enrollment) or before a step (processor)
+    "RunsExited": (frozenset({"enrollment", "processor"}), (SERVICE,)),
     # a processor tick
     "DueRuns": (frozenset({"processor"}), (SERVICE,)),
     "DueRunsLeft": (frozenset({"processor"}), (SERVICE,)),

@@ -25,7 +25,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, ParamValidationError
 from pynamodb.exceptions import PynamoDBException
 
-from dripline import actions, clock, delivery, engine, records
+from dripline import actions, clock, delivery, engine, exits, records
 from dripline.actions import ActionContext, ActionError, email
 from dripline.domain import ClaimedRun, Outcome, RunStatus
 from dripline.engine import ActionResult, DELIVERY_UNKNOWN
@@ -79,8 +79,8 @@ class TickReport:
     due: int = 0
     # Due runs still waiting when the tick ended (deferred, or beyond what it read): the backlog.
     left: int = 0
-    # What became of each due run: completed, pending, failed, cancelled, retried, rescheduled
-    # (its send window was closed), lost, deferred, error.
+    # What became of each due run: completed, pending, failed, cancelled, exited (its exit
+    # condition held), retried, rescheduled (its send window was closed), lost, deferred, error.
     outcomes: Counter = field(default_factory=Counter)
     # Step-level counts for metrics: StepsSucceeded, EmailsSent, DeliveryUnknown ...
     events: Counter = field(default_factory=Counter)
@@ -127,6 +127,7 @@ class TickReport:
 
 OUTCOME_METRICS = {
     "completed": "RunsCompleted",
+    "exited": "RunsExited",
     "failed": "RunsFailed",
     "retried": "StepRetries",
     "lost": "ClaimsLost",
@@ -360,6 +361,9 @@ class Processor:
         record = people.get(claimed.owner)
         if record is None:
             return ActionResult.stop(f"{claimed.pipelineable_type}_deleted"), pipeline
+        exited = engine.exit_check(pipeline, exits.record_of(claimed.pipelineable_type, record.view))
+        if exited is not None:
+            return exited, pipeline
         closed = engine.outside_window(step, clock.now(), recipient)
         if closed is not None:
             return closed, pipeline
@@ -387,9 +391,9 @@ class Processor:
         if written == runs.LOST:
             logger.warning("lease lost before finishing; the new holder decides", extra={"run_id": claimed.run_id})
             return RunOutcome(runs.LOST)
-        if written == runs.CANCELLED_MEANWHILE:
-            # cancel_run already moved the run's counter; only the step is left to count.
-            after, written = RunStatus.RUNNING, RunStatus.CANCELLED.value
+        if written in runs.ENDED_MEANWHILE:
+            # cancel_run / exit_run already moved the run's counter; only the step is left to count.
+            after, written = RunStatus.RUNNING, runs.ENDED_MEANWHILE[written].value
         else:
             after = RunStatus(written)
         history = decision.history
@@ -401,7 +405,7 @@ class Processor:
             # Under the error of its last failed attempt (a reclaim: its processor died mid-step).
             error = claimed.last_error or ("lease_expired" if claimed.reclaimed else None)
             tally.step_error(claimed.team_id, "recovered", error, action_type, claimed.run_id, history.executed_at)
-        if history is None:  # a retry or a window's opening was scheduled (or the run was cancelled meanwhile)
+        if history is None:  # a retry or a window's opening was scheduled, the run exited, or it ended meanwhile
             tally.step_finished(claimed.team_id, claimed.pipeline_id, after=after)
             if written != RunStatus.PENDING.value:
                 return RunOutcome(written)

@@ -134,6 +134,20 @@ WAIT_UNTIL_EXAMPLES = [
 ]
 
 
+EXIT_WHEN_DOC = (
+    "Ends a run `exited` (a conversion) once this holds for its record: on each change of the contact (through the "
+    "contacts stream) and just before each step. A leaf `{\"field\"|\"attribute\": NAME, \"equals\": SCALAR}`, "
+    "`{..., \"in\": [SCALAR, ...]}` or `{..., \"exists\": true|false}`; groups `{\"any\": [...]}` / `{\"all\": [...]}`. "
+    "Fields of a contact: email, first_name, last_name, timezone. At most 4 levels of groups, 20 leaves, 4 KB. "
+    "A run keeps its version's condition; on PUT, absent means the new version has none."
+)
+EXIT_WHEN_EXAMPLES = [
+    {"attribute": "plan", "equals": "paid"},
+    {"any": [{"attribute": "plan", "in": ["pro", "enterprise"]}, {"all": [{"attribute": "demo_booked", "exists": True},
+                                                                          {"field": "timezone", "exists": True}]}]},
+]
+
+
 class StepIn(_Request):
     step_number: StrictInt = Field(ge=1, le=1_000_000, description="Order of the step; unique; gaps allowed")
     action_type: str = Field(
@@ -179,6 +193,7 @@ class PipelineIn(_Request):
         "on PUT, absent leaves the setting as it is.",
     )
     steps: list[StepIn] = Field(min_length=1, max_length=MAX_STEPS)
+    exit_when: dict[str, Any] | None = Field(None, description=EXIT_WHEN_DOC, examples=EXIT_WHEN_EXAMPLES)
 
     @field_validator("name")
     @classmethod
@@ -206,6 +221,7 @@ class PipelineOut(BaseModel):
     automatic: bool
     status: Literal["active", "archived"]
     steps: list[StepOut]
+    exit_when: dict[str, Any] | None = Field(None, description=EXIT_WHEN_DOC)
     created_at: str = Timestamp
     updated_at: str = Timestamp
 
@@ -526,7 +542,7 @@ class MessagePage(BaseModel):
 
 # --- runs --------------------------------------------------------------------------------------
 
-RunStatusName = Literal["pending", "running", "completed", "failed", "cancelled"]
+RunStatusName = Literal["pending", "running", "completed", "failed", "cancelled", "exited"]
 
 
 class HistoryOut(BaseModel):
@@ -538,6 +554,12 @@ class HistoryOut(BaseModel):
     attempt: int = Field(description="Which attempt at the step this was (1 unless retried)")
     detail: dict[str, Any] | None
     error: str | None
+
+
+class ExitMatchOut(BaseModel):
+    path: str = Field(description="Where in the version's exit_when it held: `exit_when`, `exit_when.any[1]` ...",
+                      examples=["exit_when.any[0]"])
+    condition: dict[str, Any] | None = Field(description="The condition at that path (from the run's pipeline version)")
 
 
 class RunOut(BaseModel):
@@ -555,6 +577,7 @@ class RunOut(BaseModel):
     updated_at: str = Timestamp
     completed_at: str | None = Timestamp
     last_error: str | None = Field(None, description="Why the run failed or was cancelled, or the last retried error")
+    exit_match: ExitMatchOut | None = Field(None, description="Status `exited`: the exit condition that held")
     history: list[HistoryOut]
 
 
@@ -607,6 +630,7 @@ class RunCounts(BaseModel):
     completed: int
     failed: int
     cancelled: int
+    exited: int = Field(description="Runs ended by the pipeline's exit_when: its conversions")
 
 
 class StepStats(BaseModel):
@@ -633,7 +657,8 @@ class EmailStats(BaseModel):
 
 class StatsOut(BaseModel):
     runs: RunCounts
-    completion_rate: float = Field(description="completed / runs that ended (completed + failed + cancelled)")
+    completion_rate: float = Field(description="completed / runs that ended (completed + failed + cancelled + exited)")
+    conversion_rate: float = Field(description="exited / all runs (`runs.total`): the share that met the exit condition")
     success_rate: float = Field(description="succeeded step executions / all step executions")
     steps: list[StepStats] = Field(description="One row per step of the latest version (counters are by step_number)")
     emails: EmailStats = Field(

@@ -22,6 +22,7 @@ from dripline.api.schemas import (
 from dripline.domain import ACTIVE_STATUSES, ContactView, PipelineSpec, Step
 from dripline.email_tags import tag_value
 from dripline.errors import AddressTaken, Conflict, NotFound, ValidationFailed
+from dripline.exits import ExitCondition
 from dripline.observability import logger
 from dripline.settings import Settings
 from dripline.storage import contacts, deals, messages, pipelines, runs, stats, suppressions
@@ -109,10 +110,21 @@ def _checked(check: Callable[[], None], field: str) -> None:
         raise ValidationFailed(field, "template nests too deeply or is too large to check") from None
 
 
+def validate_exit_when(body: PipelineIn) -> ExitCondition | None:
+    """The pipeline's exit condition, checked against its model type's fields (422 naming the field)."""
+    return ExitCondition.parse(body.exit_when, body.model_type) if body.exit_when is not None else None
+
+
 def create_pipeline(team_id: str, body: PipelineIn, now: datetime) -> pipelines.Pipeline:
-    steps = validate_steps(body)
+    steps, exit_when = validate_steps(body), validate_exit_when(body)
     return pipelines.create_pipeline(
-        team_id, name=body.name, model_type=body.model_type, steps=steps, now=now, automatic=bool(body.automatic)
+        team_id,
+        name=body.name,
+        model_type=body.model_type,
+        steps=steps,
+        now=now,
+        automatic=bool(body.automatic),
+        exit_when=exit_when,
     )
 
 
@@ -121,11 +133,18 @@ def update_pipeline(team_id: str, pipeline_id: str, body: PipelineIn, now: datet
     if body.model_type != current.spec.model_type:
         # Its runs, automatic setting and templates all belong to one record type.
         raise ValidationFailed("model_type", f"a pipeline keeps its model_type ({current.spec.model_type}); create a new one")
-    steps = validate_steps(body)
+    steps, exit_when = validate_steps(body), validate_exit_when(body)
     if current.status != "active":
         raise Conflict(f"pipeline {pipeline_id} is archived")
     return pipelines.update_pipeline(
-        team_id, pipeline_id, name=body.name, model_type=body.model_type, steps=steps, now=now, automatic=body.automatic
+        team_id,
+        pipeline_id,
+        name=body.name,
+        model_type=body.model_type,
+        steps=steps,
+        now=now,
+        automatic=body.automatic,
+        exit_when=exit_when,
     )
 
 

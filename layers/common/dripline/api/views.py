@@ -20,6 +20,7 @@ def pipeline(p: Pipeline) -> schemas.PipelineOut:
         automatic=p.automatic,
         status=p.status,
         steps=[schemas.StepOut(**s.to_dict()) for s in p.spec.steps],
+        exit_when=p.spec.exit_when.to_dict() if p.spec.exit_when is not None else None,
         created_at=iso(p.created_at),
         updated_at=iso(p.updated_at),
     )
@@ -82,6 +83,7 @@ def run(r: PipelineRun) -> schemas.RunOut:
         updated_at=iso(r.updated_at),
         completed_at=iso(r.completed_at),
         last_error=r.last_error,
+        exit_match=_exit_match(r),
         history=[
             schemas.HistoryOut(
                 step_number=int(h.step_number),
@@ -96,6 +98,12 @@ def run(r: PipelineRun) -> schemas.RunOut:
             for h in runs.history_of(r)
         ],
     )
+
+
+def _exit_match(r: PipelineRun) -> schemas.ExitMatchOut | None:
+    if not r.exit_match:
+        return None
+    return schemas.ExitMatchOut(path=r.exit_match, condition=runs.exit_condition_of(r))
 
 
 def task(t: Task) -> schemas.TaskOut:

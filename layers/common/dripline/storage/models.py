@@ -132,6 +132,8 @@ class PipelineVersion(Model):
     model_type = UnicodeAttribute(default="contact")
     # [{step_number, action_type, delay_seconds, message, data}], ascending step_number.
     steps = JSONAttribute()
+    # The version's exit condition as given (dripline.exits), absent when it has none.
+    exit_when = JSONAttribute(null=True)
     created_at = UTCDateTimeAttribute()
 
 
@@ -434,6 +436,8 @@ class PipelineRun(Model):
     # lost (and whose SDK retry then failed its condition) recognise its own write.
     write_token = UnicodeAttribute(null=True, attr_name="wt")
     last_error = UnicodeAttribute(null=True, attr_name="err")
+    # Status `exited`: where the version's exit_when held (a path such as "exit_when.any[1]").
+    exit_match = UnicodeAttribute(null=True, attr_name="xm")
     # The correlation id of the enrollment (an API request id, or a stream record's id; about
     # 20-40 bytes, written once at creation): every step's log lines carry it.
     correlation_id = UnicodeAttribute(null=True, attr_name="ci")

@@ -12,6 +12,7 @@ from pynamodb.transactions import TransactWrite
 
 from dripline.domain import PipelineSpec, Step
 from dripline.errors import Conflict, NotFound
+from dripline.exits import ExitCondition
 from dripline.storage.models import (
     AutomaticPipeline,
     PipelineHead,
@@ -41,7 +42,14 @@ class Pipeline:
 
 
 def create_pipeline(
-    team_id: str, *, name: str, model_type: str, steps: Sequence[Step], now: datetime, automatic: bool = False
+    team_id: str,
+    *,
+    name: str,
+    model_type: str,
+    steps: Sequence[Step],
+    now: datetime,
+    automatic: bool = False,
+    exit_when: ExitCondition | None = None,
 ) -> Pipeline:
     """Head, first version and (if asked) the automatic setting, all or nothing."""
     pipeline_id = uuid.uuid4().hex
@@ -57,7 +65,9 @@ def create_pipeline(
         updated_at=now,
     )
     with _transaction() as writes:
-        writes.save(_version(team_id, pipeline_id, 1, name, model_type, steps, now), condition=PipelineVersion.sk.does_not_exist())
+        writes.save(
+            _version(team_id, pipeline_id, 1, name, model_type, steps, now, exit_when), condition=PipelineVersion.sk.does_not_exist()
+        )
         writes.save(head, condition=PipelineHead.sk.does_not_exist())
         if automatic:
             writes.save(_automatic(team_id, pipeline_id, model_type, now), condition=AutomaticPipeline.sk.does_not_exist())
@@ -73,6 +83,7 @@ def update_pipeline(
     steps: Sequence[Step],
     now: datetime,
     automatic: bool | None = None,
+    exit_when: ExitCondition | None = None,
 ) -> Pipeline:
     """A new version; runs already enrolled keep the version they started on."""
     head = _head(team_id, pipeline_id)
@@ -83,7 +94,7 @@ def update_pipeline(
     try:
         with _transaction() as writes:
             writes.save(
-                _version(team_id, pipeline_id, new_version, name, model_type, steps, now),
+                _version(team_id, pipeline_id, new_version, name, model_type, steps, now, exit_when),
                 condition=PipelineVersion.sk.does_not_exist(),
             )
             writes.update(
@@ -168,6 +179,7 @@ def _cached_version(table_name: str, team_id: str, pipeline_id: str, version: in
         name=item.name,
         model_type=item.model_type,
         steps=tuple(sorted((Step.from_dict(s) for s in item.steps), key=lambda s: s.step_number)),
+        exit_when=ExitCondition.parse(item.exit_when) if item.exit_when else None,
     )
 
 
@@ -247,7 +259,14 @@ def _transaction() -> TransactWrite:
 
 
 def _version(
-    team_id: str, pipeline_id: str, version: int, name: str, model_type: str, steps: Iterable[Step], now: datetime
+    team_id: str,
+    pipeline_id: str,
+    version: int,
+    name: str,
+    model_type: str,
+    steps: Iterable[Step],
+    now: datetime,
+    exit_when: ExitCondition | None,
 ) -> PipelineVersion:
     return PipelineVersion(
         team_id,
@@ -257,6 +276,7 @@ def _version(
         name=name,
         model_type=model_type,
         steps=[s.to_dict() for s in sorted(steps, key=lambda s: s.step_number)],
+        exit_when=exit_when.to_dict() if exit_when is not None else None,
         created_at=now,
     )
 

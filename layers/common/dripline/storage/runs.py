@@ -177,6 +177,23 @@ def _count(tally: stats.Tally | None, record: Callable[[stats.Tally], None]) -> 
 
 def cancel_run(run: PipelineRun, now: datetime, reason: str, tally: stats.Tally | None = None) -> bool:
     """Cancel an active run; False if it had already ended. Safe to repeat."""
+    return _end_run(run, now, RunStatus.CANCELLED, [PipelineRun.last_error.set(reason)], tally)
+
+
+def exit_run(run: PipelineRun, now: datetime, match: str, tally: stats.Tally | None = None) -> bool:
+    """End an active run as `exited`: its version's exit_when held at `match` (a path
+    such as "exit_when.any[1]"). False if it had already ended. Safe to repeat."""
+    return _end_run(run, now, RunStatus.EXITED, [PipelineRun.exit_match.set(match), PipelineRun.last_error.remove()], tally)
+
+
+def _end_run(run: PipelineRun, now: datetime, status: RunStatus, why: list, tally: stats.Tally | None) -> bool:
+    """Move an active run to the ended `status` with one conditional write on the status
+    it was read in; a concurrent change (a claim, a finish) makes it read again and retry.
+
+    A claimed (`running`) run is ended too: the processor's finish is conditioned on
+    `running`, so it sees the end and only records its step; no later claim takes the
+    run (a claim needs `pending`). Returns False if the run had already ended.
+    """
     current = run
     token = new_token()
     for _ in range(5):
@@ -187,8 +204,8 @@ def cancel_run(run: PipelineRun, now: datetime, reason: str, tally: stats.Tally 
         written = _write_once(
             lambda: target.update(
                 actions=[
-                    PipelineRun.status.set(RunStatus.CANCELLED.value),
-                    PipelineRun.last_error.set(reason),
+                    PipelineRun.status.set(status.value),
+                    *why,
                     PipelineRun.due_shard.remove(),
                     PipelineRun.next_step_at.remove(),
                     PipelineRun.next_step_number.remove(),
@@ -196,8 +213,6 @@ def cancel_run(run: PipelineRun, now: datetime, reason: str, tally: stats.Tally 
                     PipelineRun.updated_at.set(now),
                     PipelineRun.write_token.set(token),
                 ],
-                # A running step's finish is conditioned on status=running, so it will
-                # see the cancellation and only record its step.
                 condition=PipelineRun.status == previous,
             ),
             lambda: _ours(current.owner, current.run_id, token),
@@ -207,9 +222,9 @@ def cancel_run(run: PipelineRun, now: datetime, reason: str, tally: stats.Tally 
             if current is None:
                 return False
             continue
-        _count(tally, lambda t: t.run_moved(current.team_id, current.pipeline_id, RunStatus(previous), RunStatus.CANCELLED))
+        _count(tally, lambda t: t.run_moved(current.team_id, current.pipeline_id, RunStatus(previous), status))
         return True
-    raise RuntimeError(f"could not cancel run {run.run_id}: too much contention")
+    raise RuntimeError(f"could not end run {run.run_id} as {status.value}: too much contention")
 
 
 def cancel_active_runs(
@@ -349,18 +364,20 @@ def _claimed_by(candidate: DueCandidate, lease_owner: str) -> PipelineRun | None
     return run if run is not None and run.lease_owner == lease_owner else None
 
 
-# What finish() wrote when it could not write the decision.
+# What finish() wrote when it could not write the decision: LOST, or the run was ended
+# mid-step by someone else (its status, by what finish() answers then).
 LOST = "lost"
-CANCELLED_MEANWHILE = "cancelled_meanwhile"
+ENDED_MEANWHILE = {"cancelled_meanwhile": RunStatus.CANCELLED, "exited_meanwhile": RunStatus.EXITED}
 
 
 def finish(claimed: ClaimedRun, decision: Decision, now: datetime, due_shards: int) -> str:
     """Record a step attempt and move the run on, if we still hold its lease.
 
-    Returns the status written: the decision's, or CANCELLED_MEANWHILE when the run was
-    cancelled mid-step (then only the step is recorded), or LOST when the lease was
-    taken over (nothing written; the new holder decides). Both writes carry the claim's
-    lease owner as their token, so a lost answer is recognised. The caller counts.
+    Returns the status written: the decision's, or "cancelled_meanwhile" /
+    "exited_meanwhile" (ENDED_MEANWHILE) when the run was cancelled or exited mid-step
+    (then only the step is recorded), or LOST when the lease was taken over (nothing
+    written; the new holder decides). Both writes carry the claim's lease owner as their
+    token, so a lost answer is recognised. The caller counts.
     """
     schedule = decision.schedule
     token = PipelineRun.write_token.set(claimed.lease_owner)
@@ -373,6 +390,8 @@ def finish(claimed: ClaimedRun, decision: Decision, now: datetime, due_shards: i
         *release,
     ]
     actions.append(PipelineRun.last_error.set(decision.last_error) if decision.last_error else PipelineRun.last_error.remove())
+    if decision.exit_match is not None:
+        actions.append(PipelineRun.exit_match.set(decision.exit_match))
     history_actions = []
     if decision.history is not None:
         history_actions = [PipelineRun.history.set(compact_history([*claimed.history, _step_record(decision)]))]
@@ -398,13 +417,17 @@ def finish(claimed: ClaimedRun, decision: Decision, now: datetime, due_shards: i
 
     if _write_once(lambda: run.update(actions=actions + history_actions, condition=held & (PipelineRun.status == RunStatus.RUNNING.value)), ours):
         return schedule.status.value
-    cancelled = _write_once(
+    ended = _write_once(
         lambda: run.update(
-            actions=history_actions + [token, *release], condition=held & (PipelineRun.status == RunStatus.CANCELLED.value)
+            actions=history_actions + [token, *release],
+            condition=held & PipelineRun.status.is_in(*(s.value for s in ENDED_MEANWHILE.values())),
         ),
         ours,
     )
-    return CANCELLED_MEANWHILE if cancelled else LOST
+    if ended is False:
+        return LOST
+    status = (run if ended is True else ended).status  # an update reads the item back
+    return next(name for name, meanwhile in ENDED_MEANWHILE.items() if meanwhile.value == status)
 
 
 def _step_record(decision: Decision) -> StepRecord:
@@ -439,6 +462,15 @@ def history_of(run: PipelineRun) -> list[StepRecord]:
         step = spec.step(record.step_number) if spec else None
         records.append(replace(record, action_type=step.action_type if step else "unknown"))
     return records
+
+
+def exit_condition_of(run: PipelineRun) -> dict | None:
+    """The exit condition an `exited` run met, read from its pipeline version (None if gone)."""
+    try:
+        spec = pipelines.get_version(run.team_id, run.pipeline_id, int(run.pipeline_version))
+    except NotFound:
+        return None
+    return spec.exit_when.at(run.exit_match) if spec.exit_when is not None and run.exit_match else None
 
 
 # --- reads for the API ------------------------------------------------------------------

@@ -339,7 +339,7 @@ def summarize(item: dict[str, Any], steps: list[tuple[int, str]]) -> dict[str, A
         return _counter(item, name)
 
     runs = {"total": counter("runs_total"), **{s: counter(f"runs_{s}") for s in RUN_STATUSES}}
-    ended = runs["completed"] + runs["failed"] + runs["cancelled"]
+    ended = sum(runs[s.value] for s in RunStatus if not s.active)
     step_rows = []
     executed_all = succeeded_all = 0
     for step_number, action_type in steps:
@@ -362,6 +362,8 @@ def summarize(item: dict[str, Any], steps: list[tuple[int, str]]) -> dict[str, A
     return {
         "runs": runs,
         "completion_rate": round(runs["completed"] / ended, 4) if ended else 0.0,
+        # Exits are the pipeline's conversions (its exit_when is its goal).
+        "conversion_rate": round(runs[RunStatus.EXITED.value] / runs["total"], 4) if runs["total"] else 0.0,
         "success_rate": round(succeeded_all / executed_all, 4) if executed_all else 0.0,
         "steps": step_rows,
         "emails": {**{event: counter(f"emails_{event}") for event in EMAIL_EVENTS}, "suppressed": counter(SUPPRESSED)},
