@@ -1,6 +1,7 @@
 """One team's full story through every function, for the security tests that watch it
 (the logs it writes, the AWS calls each function makes): API -> stream -> enrollment ->
 processor (email, task, a step whose template fails) -> preview, simulate, test send -> SES event ->
+a deal of that contact through its own stream (email to its owner, to its contacts, a task) ->
 unsubscribe -> suppression list -> delete.
 """
 from __future__ import annotations
@@ -12,11 +13,12 @@ import json
 from collections.abc import Callable
 from typing import Any, ContextManager
 
+import boto3
 from moto.ses.models import ses_backends
 
-from dripline import fanout
+from dripline import fanout, runtime
 from tests.api.conftest import Api, contact_body, deliver, pipeline_body
-from tests.support import FakeContext, load_event
+from tests.support import FakeContext, StreamReader, load_event
 
 EMAIL = "zelda.quixote@pii.example.org"
 FIRST_NAME = "Zelda"
@@ -30,6 +32,16 @@ STEPS = [
     # A template error whose message (in Jinja's words) would quote the contact's address.
     {"step_number": 3, "action_type": "send_email", "delay_seconds": 0,
      "message": "{{ contact.attributes[contact.email] + 1 }}", "data": {"subject": "Oops {{ contact.last_name }}"}},
+]
+
+OWNER = "owner.quixote@pii.example.org"
+DEAL_STEPS = [
+    {"step_number": 1, "action_type": "send_email", "delay_seconds": 0,
+     "message": "{{ deal.name }} for {{ deal.value }}", "data": {"subject": "Deal {{ deal.name }}", "to": "owner"}},
+    {"step_number": 2, "action_type": "send_email", "delay_seconds": 0,
+     "message": "Hi {{ contact.first_name }}", "data": {"subject": "About {{ deal.name }}", "to": "contacts"}},
+    {"step_number": 3, "action_type": "create_task", "delay_seconds": 0,
+     "message": "Call {{ deal.owner_email }}", "data": {"title": "Chase {{ deal.name }}"}},
 ]
 
 Call = Callable[[str], ContextManager[Any]]
@@ -83,6 +95,8 @@ def run(stream, clock, *, calling: Call = _no_tracking) -> dict[str, Any]:
     with calling("enrollment"):
         deliver(stream)
 
+    _deal_story(api, clock, contact_id, calling)
+
     unsubscribe_path = "/" + str(sent["List-Unsubscribe"]).strip("<> ").split("/", 3)[3]
     assert api.get(unsubscribe_path, team=None).status == 200
     assert api.post(unsubscribe_path, team=None).status == 200
@@ -96,6 +110,35 @@ def run(stream, clock, *, calling: Call = _no_tracking) -> dict[str, Any]:
     with calling("enrollment"):
         deliver(stream)
     return {"contact_id": contact_id, "email": raw}
+
+
+def _deal_story(api: Api, clock, contact_id: str, calling: Call) -> None:
+    """A deal of the (now suppressed) contact: its owner is emailed, its contact skipped, a task made."""
+    from functions.processor import app as processor_app
+
+    deals_stream = StreamReader(_stream_arn(runtime.settings().deals_table))
+    assert api.post("/pipelines", {"name": "Deal", "model_type": "deal", "automatic": True, "steps": DEAL_STEPS}).status == 201
+    deal = api.post("/deals", {"name": "Windmills", "value": 3, "owner_email": OWNER, "contact_ids": [contact_id]})
+    assert deal.status == 201, deal.body
+    deal_id = deal.body["deal_id"]
+    with calling("enrollment"):
+        deliver(deals_stream)
+    for _ in range(3):
+        with calling("processor"):
+            processor_app.lambda_handler(load_event("processor_scheduled.json"), FakeContext())
+        clock.advance(60)
+    (run_out,) = api.get(f"/deals/{deal_id}/runs").body["items"]
+    assert [(h["step_number"], h["outcome"]) for h in run_out["history"]] == [(1, "succeeded"), (2, "skipped"), (3, "succeeded")]
+    assert api.patch(f"/deals/{deal_id}", {"stage": "won"}).status == 200
+    assert api.get("/deals", query={"limit": 1}).status == 200
+    assert len(api.get("/tasks", query={"deal_id": deal_id}).body["items"]) == 1
+    assert api.delete(f"/deals/{deal_id}").status == 204
+    with calling("enrollment"):
+        deliver(deals_stream)
+
+
+def _stream_arn(table: str) -> str:
+    return boto3.client("dynamodb").describe_table(TableName=table)["Table"]["LatestStreamArn"]
 
 
 class _TrackedApi(Api):

@@ -2,8 +2,10 @@
 
 Creates the Welcome pipeline and a webhook pipeline (to a receiver on 127.0.0.1 that
 checks signatures; its step has a send window, 09:00-17:00 in each contact's time zone),
-25 contacts spread over five zones, fast-forwards 4 days, then shows what happened:
-emails, tasks, webhooks, runs by status and the pipeline's stats.
+25 contacts spread over five zones, a deal pipeline (the second model type: an email to
+the deal's owner, one to each of its contacts, a task) and three deals of those contacts,
+fast-forwards 4 days, then shows what happened: emails, tasks, webhooks, deals, runs by
+status and the pipelines' stats.
 """
 from __future__ import annotations
 
@@ -26,6 +28,12 @@ PEOPLE = [
 
 # Half-hour and 45-minute offsets, both hemispheres: the webhook's send window is local to each.
 ZONES = ["Europe/Berlin", "America/New_York", "Asia/Kolkata", "Australia/Sydney", "Asia/Kathmandu"]
+# (name, value, stage, owner): each deal gets two of the demo's contacts.
+DEALS = [
+    ("Analytical Engines renewal", 48000, "proposal", "sam@dripline.example"),
+    ("Enigma audit", 12500, "negotiation", "kim@dripline.example"),
+    ("COBOL migration", 90000, "qualified", "sam@dripline.example"),
+]
 BUSINESS_HOURS = {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "09:00", "end": "17:00"}
 
 
@@ -54,15 +62,28 @@ def run_demo(contacts: int = 25, days: float = 4, out: Any = None) -> int:
         say(f"Created the automatic pipeline \"Notify CRM\": a signed webhook to {receiver.url('/crm')} after 1 day,"
             " sent between 09:00 and 17:00 in the contact's time zone")
 
+        deal_pipeline = client.call("POST", "/pipelines", _deal_pipeline(), expect=201)
+        say(f'Created the automatic deal pipeline "{deal_pipeline["name"]}" (model_type deal):')
+        for step in deal_pipeline["steps"]:
+            to = f" to the deal's {step['data']['to']}" if step["action_type"] == "send_email" else ""
+            say(f"  step {step['step_number']}: {step['action_type']:<12} after {_days(step['delay_seconds'])}{to}")
+
         say("")
         people = [PEOPLE[i % len(PEOPLE)] for i in range(contacts)]
+        contact_ids = []
         for i, (first, last) in enumerate(people, 1):
             suffix = "" if i <= len(PEOPLE) else str(i)
             email = f"{first.lower()}.{last.lower().replace(' ', '')}{suffix}@example.com"
             body = {"email": email, "first_name": first, "last_name": last, "timezone": ZONES[i % len(ZONES)]}
-            client.call("POST", "/contacts", body, expect=201)
+            contact_ids.append(client.call("POST", "/contacts", body, expect=201)["contact_id"])
             _progress(out, "Creating contacts", i, contacts)
         say("")
+        deal_ids = []
+        for i, (name, value, stage, owner) in enumerate(DEALS):
+            body = {"name": name, "value": value, "stage": stage, "owner_email": owner,
+                    "contact_ids": contact_ids[2 * i : 2 * i + 2]}
+            deal_ids.append(client.call("POST", "/deals", body, expect=201)["deal_id"])
+        say(f"Created {len(deal_ids)} deals, each with two of those contacts")
 
         say(f"\nFast-forwarding {days:g} days (every processor tick on the way runs)…")
         before = time.monotonic()
@@ -73,6 +94,9 @@ def run_demo(contacts: int = 25, days: float = 4, out: Any = None) -> int:
         tasks = client.call("GET", "/tasks")["items"]
         runs = _all_runs(client, pid)
         stats = client.call("GET", f"/pipelines/{pid}/stats")
+        deals = [client.call("GET", f"/deals/{d}") for d in deal_ids]
+        deal_runs = [run for d in deal_ids for run in client.call("GET", f"/deals/{d}/runs")["items"]]
+        deal_stats = client.call("GET", f"/pipelines/{deal_pipeline['pipeline_id']}/stats")
 
     say(f"\nEmails sent ({len(emails)})")
     _table(out, ["to", "subject", "first line", "sent (virtual)"], [
@@ -90,6 +114,17 @@ def run_demo(contacts: int = 25, days: float = 4, out: Any = None) -> int:
     _table(out, ["idempotency key", "message"], [
         [d.headers.get("Idempotency-Key", ""), d.json.get("message", "")] for d in receiver.deliveries[:3]
     ])
+    say(f"\nDeals ({len(deals)}) and their runs of \"{deal_pipeline['name']}\"")
+    by_deal = {r["pipelineable_id"]: r for r in deal_runs}
+    _table(out, ["deal", "value", "stage", "owner", "contacts", "run", "steps done"], [
+        [d["name"], f"{d['value']:,}", d["stage"] or "", d["owner_email"] or "", str(len(d["contact_ids"])),
+         by_deal[d["deal_id"]]["status"] if d["deal_id"] in by_deal else "(none)",
+         str(len(by_deal[d["deal_id"]]["history"])) if d["deal_id"] in by_deal else "0"]
+        for d in deals
+    ])
+    say("  deal pipeline: runs " + ", ".join(f"{k} {v}" for k, v in deal_stats.get("runs", {}).items())
+        + "; emails " + ", ".join(f"{k} {v}" for k, v in deal_stats.get("emails", {}).items()))
+
     say(f"\nRuns by status ({len(runs)})")
     _table(out, ["status", "runs"], [[status, str(n)] for status, n in sorted(Counter(r["status"] for r in runs).items())])
 
@@ -114,6 +149,26 @@ def _webhook_pipeline(url: str) -> dict[str, Any]:
         "steps": [{"step_number": 1, "action_type": "webhook", "delay_seconds": 86400,
                    "message": "{{ contact.email }} finished their first day", "data": {"url": url},
                    "send_window": BUSINESS_HOURS}],
+    }
+
+
+def _deal_pipeline() -> dict[str, Any]:
+    """The second model type: an email to the deal's owner, one to each of its contacts, a task."""
+    return {
+        "name": "Deal follow-up",
+        "model_type": "deal",
+        "automatic": True,
+        "steps": [
+            {"step_number": 1, "action_type": "send_email", "delay_seconds": 0,
+             "message": "New deal {{ deal.name }}: {{ deal.value }} at {{ deal.stage }}",
+             "data": {"subject": "New deal: {{ deal.name }}", "to": "owner"}},
+            {"step_number": 2, "action_type": "send_email", "delay_seconds": 86400,
+             "message": "Hi {{ contact.first_name }}, here is our proposal for {{ deal.name }}.",
+             "data": {"subject": "Our proposal", "to": "contacts"}},
+            {"step_number": 3, "action_type": "create_task", "delay_seconds": 2 * 86400,
+             "message": "Chase {{ deal.name }} ({{ deal.value }}); owner {{ deal.owner_email }}",
+             "data": {"title": "Chase {{ deal.name }}", "assignee": "sales"}},
+        ],
     }
 
 

@@ -5,7 +5,7 @@ Used by the local stack and by the tests, so neither can drift from what is depl
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -16,6 +16,7 @@ from dripline_local.template import resources_of_type
 # Logical id in the template -> Settings field holding the physical name.
 TABLE_SETTINGS = {
     "ContactsTable": "contacts_table",
+    "DealsTable": "deals_table",
     "PipelinesTable": "pipelines_table",
     "RunsTable": "runs_table",
     "TasksTable": "tasks_table",
@@ -38,6 +39,12 @@ class LocalResources:
     settings: Settings
     contacts_stream_arn: str
     failure_queue_url: str
+    # Every table stream, by the table's logical id in the template (ContactsTable, DealsTable).
+    stream_arns: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def deals_stream_arn(self) -> str:
+        return self.stream_arns["DealsTable"]
 
 
 def table_create_args(logical_id: str, name: str) -> dict[str, Any]:
@@ -60,13 +67,13 @@ def create_resources(settings: Settings, *, endpoint_url: str | None = None) -> 
     """Create the tables, the queues, the signing-key secrets and the SES identity/config set."""
     session = boto3.session.Session(region_name=settings.region)
     dynamodb = session.client("dynamodb", endpoint_url=endpoint_url)
-    stream_arn = ""
+    stream_arns: dict[str, str] = {}
     tables = resources_of_type("AWS::DynamoDB::Table")
     for logical_id in tables:
         name = getattr(settings, TABLE_SETTINGS[logical_id])
         description = dynamodb.create_table(**table_create_args(logical_id, name))["TableDescription"]
-        if logical_id == "ContactsTable":
-            stream_arn = description["LatestStreamArn"]
+        if "LatestStreamArn" in description:
+            stream_arns[logical_id] = description["LatestStreamArn"]
 
     sqs = session.client("sqs", endpoint_url=endpoint_url)
     queue_urls = {
@@ -83,7 +90,10 @@ def create_resources(settings: Settings, *, endpoint_url: str | None = None) -> 
     ses.create_email_identity(EmailIdentity=_address(settings.email_from))
     ses.create_configuration_set(ConfigurationSetName=settings.ses_configuration_set)
     return LocalResources(
-        settings=settings, contacts_stream_arn=stream_arn, failure_queue_url=queue_urls[ENROLLMENT_FAILURE_QUEUE]
+        settings=settings,
+        contacts_stream_arn=stream_arns["ContactsTable"],
+        failure_queue_url=queue_urls[ENROLLMENT_FAILURE_QUEUE],
+        stream_arns=stream_arns,
     )
 
 

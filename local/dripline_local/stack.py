@@ -52,6 +52,8 @@ class StackInfo:
     runs_table: str
     contacts_stream_arn: str
     failure_queue_url: str
+    deals_table: str = ""
+    deals_stream_arn: str = ""
 
     def as_dict(self) -> dict[str, str]:
         return dict(self.__dict__)
@@ -125,7 +127,7 @@ class LocalStack:
         from dripline.storage.runs import next_due_at
         from dripline_local.scheduler import Scheduler, VirtualClock
         from dripline_local.streams import EventSourceConfig, StreamPoller, sqs_destination
-        from dripline_local.template import load_template, stream_event_source
+        from dripline_local.template import load_template, stream_event_sources
 
         serialise_dynamodb()
         index_queries()
@@ -169,22 +171,26 @@ class LocalStack:
         os.environ["AWS_ENDPOINT_URL_LAMBDA"] = self.lambda_service.url
 
         enrollment = self.functions["enrollment"]
-        self.poller = StreamPoller(
-            stream_arn=self.resources.contacts_stream_arn,
-            client=self._streams_client,
-            handler=enrollment.invoke,
-            config=EventSourceConfig.from_template(stream_event_source()),
-            on_failure=sqs_destination(self._sqs, self.resources.failure_queue_url),
-            region=self.region,
-            function_arn=enrollment.arn,
-            log=self.logger.info,
-            release_iterator=self._release_iterator,
-        )
+        # One poller per event source mapping of the template (the contacts and deals streams).
+        self.pollers = [
+            StreamPoller(
+                stream_arn=self.resources.stream_arns[table],
+                client=self._streams_client,
+                handler=enrollment.invoke,
+                config=EventSourceConfig.from_template(source),
+                on_failure=sqs_destination(self._sqs, self.resources.failure_queue_url),
+                region=self.region,
+                function_arn=enrollment.arn,
+                log=self.logger.info,
+                release_iterator=self._release_iterator,
+            )
+            for table, source in stream_event_sources().items()
+        ]
         processor = self.functions["processor"]
         self.scheduler = Scheduler(
             clock=self.clock,
             invoke=self._tick_and_workers,
-            drain=self.poller.drain,
+            drain=self.drain,
             next_due=lambda: next_due_at(self.settings.due_shards),
             tick_seconds=self.tick_seconds,
             rule_arn=f"arn:aws:events:{self.region}:{ACCOUNT_ID}:rule/{processor.name}-EveryMinute",
@@ -203,7 +209,8 @@ class LocalStack:
             routes=routes_from_template(load_template(), self.functions["api"].logical_id),
         )
         self._http.serve(app)
-        self.poller.start()
+        for poller in self.pollers:
+            poller.start()
         self.scheduler.start()
         self._started = True
         return self
@@ -215,7 +222,8 @@ class LocalStack:
         from dripline import clock
 
         self.scheduler.stop()
-        self.poller.stop()
+        for poller in self.pollers:
+            poller.stop()
         self.lambda_service.stop()
         self._http.stop()
         self._moto.stop()
@@ -266,7 +274,8 @@ class LocalStack:
                 list(pool.map(deliver, ours))
 
     def drain(self) -> int:
-        return self.poller.drain()
+        """Hand every pending stream record (of every stream) to enrollment; how many there were."""
+        return sum(poller.drain() for poller in self.pollers)
 
     def advance(self, seconds: float) -> datetime:
         return self.scheduler.advance(seconds)
@@ -288,6 +297,8 @@ class LocalStack:
             contacts_table=self.settings.contacts_table,
             runs_table=self.settings.runs_table,
             contacts_stream_arn=self.resources.contacts_stream_arn,
+            deals_table=self.settings.deals_table,
+            deals_stream_arn=self.resources.deals_stream_arn,
             failure_queue_url=self.resources.failure_queue_url,
         )
 

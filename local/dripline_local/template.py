@@ -54,10 +54,30 @@ def function_properties(logical_id: str, path: Path = TEMPLATE_PATH) -> dict[str
     return merged
 
 
-def stream_event_source(function_id: str = "EnrollmentFunction") -> dict[str, Any]:
-    """The DynamoDB stream event source of a function (batch size, retries ...)."""
+def stream_event_sources(function_id: str = "EnrollmentFunction") -> dict[str, dict[str, Any]]:
+    """A function's DynamoDB stream event sources (batch size, retries ...), by the logical id
+    of the table whose stream each reads (`Stream: !GetAtt <Table>.StreamArn`)."""
     events = function_properties(function_id)["Events"]
+    sources = {}
     for event in events.values():
         if event["Type"] == "DynamoDB":
-            return event["Properties"]
-    raise LookupError(f"{function_id} has no DynamoDB event source")
+            table, _attribute = _get_att(event["Properties"]["Stream"])
+            sources[table] = event["Properties"]
+    return sources
+
+
+def stream_event_source(function_id: str = "EnrollmentFunction", table: str = "ContactsTable") -> dict[str, Any]:
+    """The event source of a function on one table's stream."""
+    try:
+        return stream_event_sources(function_id)[table]
+    except KeyError:
+        raise LookupError(f"{function_id} has no DynamoDB event source on {table}") from None
+
+
+def _get_att(value: Any) -> tuple[str, str]:
+    """`!GetAtt A.B` (a string) or `Fn::GetAtt: [A, B]` -> (A, B)."""
+    target = value["Fn::GetAtt"]
+    if isinstance(target, str):
+        resource, _, attribute = target.partition(".")
+        return resource, attribute
+    return target[0], target[1]

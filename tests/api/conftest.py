@@ -97,7 +97,7 @@ def stream(aws) -> StreamReader:
 
 
 def deliver(stream: StreamReader) -> dict:
-    """Hand every new contacts-stream record to the enrollment handler, as Lambda would."""
+    """Hand every new record of a stream (contacts or deals) to the enrollment handler, as Lambda would."""
     from functions.enrollment import app as enrollment_app
 
     records = stream.read()
@@ -116,7 +116,7 @@ def table_items(settings, name: str) -> list[dict]:
 def snapshot(aws, settings):
     """snapshot() -> the contents of every table, for before/after comparisons."""
     def take() -> dict[str, list[dict]]:
-        return {name: table_items(settings, name) for name in ("contacts_table", "pipelines_table", "runs_table", "tasks_table")}
+        return {name: table_items(settings, name) for name in ("contacts_table", "deals_table", "pipelines_table", "runs_table", "tasks_table")}
     return take
 
 
@@ -124,19 +124,29 @@ TASK_FIRST = {"step_number": 1, "action_type": "create_task", "delay_seconds": 0
               "message": "Call {{ contact.email }}", "data": {"title": "Intro call"}}
 EMAIL_LATER = {"step_number": 2, "action_type": "send_email", "delay_seconds": 3600,
                "message": "Hi", "data": {"subject": "Hello"}}
+DEAL_EMAIL_LATER = {"step_number": 1, "action_type": "send_email", "delay_seconds": 3600,
+                    "message": "{{ deal.name }}", "data": {"subject": "Deal", "to": "owner"}}
 
 
 @pytest.fixture
-def world(api, stream, settings):
-    """Team acme: an automatic pipeline, a contact enrolled in it, the task its first step made."""
+def world(api, stream, settings, aws):
+    """Team acme: an automatic pipeline, a contact enrolled in it, the task its first step made; an
+    automatic deal pipeline and a deal (of that contact) enrolled in it."""
     pipeline = api.post("/pipelines", {"name": "Onboarding", "automatic": True, "steps": [TASK_FIRST, EMAIL_LATER]}).body
     contact = api.post("/contacts", contact_body()).body
     deliver(stream)
     Processor(settings).tick()
     (run,) = api.get(f"/contacts/{contact['contact_id']}/runs").body["items"]
     (task,) = api.get("/tasks").body["items"]
+    # A deal of the team with one of its contacts, enrolled in an automatic deal pipeline.
+    deal_pipeline = api.post("/pipelines", {"name": "Deal follow-up", "model_type": "deal", "automatic": True,
+                                            "steps": [DEAL_EMAIL_LATER]}).body
+    deal = api.post("/deals", {"name": "Acme renewal", "value": 12000, "owner_email": "owner@example.com",
+                               "contact_ids": [contact["contact_id"]]}).body
+    deliver(StreamReader(aws.deals_stream_arn))
     return {"pipeline_id": pipeline["pipeline_id"], "contact_id": contact["contact_id"], "run_id": run["run_id"],
-            "task_id": task["task_id"], "pipeline": pipeline}
+            "task_id": task["task_id"], "pipeline": pipeline, "deal_id": deal["deal_id"],
+            "deal_pipeline_id": deal_pipeline["pipeline_id"]}
 
 
 def pipeline_body(**overrides) -> dict[str, Any]:

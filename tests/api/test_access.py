@@ -23,6 +23,12 @@ ROUTES = [
     ("GET", "/contacts/{contact_id}/runs"),
     ("POST", "/contacts/{contact_id}/runs"),
     ("DELETE", "/contacts/{contact_id}/runs/{run_id}"),
+    ("POST", "/deals"),
+    ("GET", "/deals"),
+    ("GET", "/deals/{deal_id}"),
+    ("PATCH", "/deals/{deal_id}"),
+    ("DELETE", "/deals/{deal_id}"),
+    ("GET", "/deals/{deal_id}/runs"),
     ("GET", "/runs"),
     ("GET", "/runs/{run_id}"),
     ("GET", "/tasks"),
@@ -37,6 +43,10 @@ def body_for(method, path, world):
         return contact_body()
     if method == "PATCH" and path.startswith("/contacts/"):
         return {"first_name": "Mallory"}
+    if path == "/deals":
+        return {"name": "Mallory's deal"}
+    if method == "PATCH" and path.startswith("/deals/"):
+        return {"stage": "lost"}
     if method == "POST" and path.endswith("/runs"):
         return {"pipeline_id": world["pipeline_id"]}
     if path.startswith("/tasks/"):

@@ -86,7 +86,7 @@ def test_no_powertools_placeholders_are_left():
 
 def test_204_answers_declare_no_body():
     deletes = [op for method, _, op in operations(document()) if method == "delete"]
-    assert len(deletes) == 5
+    assert len(deletes) == 6
     for op in deletes:
         assert "content" not in op["responses"]["204"]
 
@@ -94,12 +94,15 @@ def test_204_answers_declare_no_body():
 def test_formats_are_described():
     schemas = document()["components"]["schemas"]
     assert schemas["StepIn"]["properties"]["action_type"]["enum"] == sorted(actions.names())
-    for model in ("ContactIn", "ContactPatch", "SuppressionIn"):
-        email = schemas[model]["properties"]["email"]
-        assert re.fullmatch(email["pattern"], "ada.lovelace+drip@example.co.uk")
-        assert not re.fullmatch(email["pattern"], "ada..lovelace@example.com")
+    for model, field in (("ContactIn", "email"), ("ContactPatch", "email"), ("SuppressionIn", "email"),
+                         ("DealIn", "owner_email"), ("DealPatch", "owner_email")):
+        email = schemas[model]["properties"][field]
+        pattern = email["pattern"] if "pattern" in email else next(s["pattern"] for s in email["anyOf"] if "pattern" in s)
+        assert re.fullmatch(pattern, "ada.lovelace+drip@example.co.uk")
+        assert not re.fullmatch(pattern, "ada..lovelace@example.com")
+    assert schemas["PipelineIn"]["properties"]["model_type"]["enum"] == ["contact", "deal"]
     tokens = [p for _, _, op in operations(document()) for p in op.get("parameters", []) if p["name"] == "next_token"]
-    assert len(tokens) == 7  # contacts, pipelines, runs, tasks, suppressions, a contact's messages, /stats/pipelines
+    assert len(tokens) == 8  # contacts, pipelines, runs, tasks, suppressions, deals, a contact's messages, /stats/pipelines
     for parameter in tokens:
         (string,) = [s for s in parameter["schema"]["anyOf"] if s.get("type") == "string"]
         assert string["pattern"] == r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"

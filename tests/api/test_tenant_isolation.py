@@ -1,8 +1,8 @@
 """Tenant isolation, proven for every operation the API serves.
 
 The operations come from the served OpenAPI document, not from a list in this file, so a
-new route is covered the day it is added. Team A (`acme`) owns a pipeline, a contact, a
-run and a task. For every authenticated operation that takes an id (in the path, or as a
+new route is covered the day it is added. Team A (`acme`) owns a pipeline, a contact, a deal,
+a run and a task. For every authenticated operation that takes an id (in the path, or as a
 `*_id` query filter) team B (`globex`) calls it with A's ids: reads, updates, deletes,
 sub-resources and stats answer 404, listings answer 200 with no items. Every listing
 called by B shows nothing. A's data is unchanged afterwards, and A still reads every id.
@@ -22,6 +22,7 @@ ID_FACTORIES = {
     "contact_id": lambda world: world["contact_id"],
     "run_id": lambda world: world["run_id"],
     "task_id": lambda world: world["task_id"],
+    "deal_id": lambda world: world["deal_id"],
     "step_number": lambda world: 2,  # the world pipeline's email step
 }
 # A valid request body for each request schema.
@@ -31,6 +32,8 @@ BODY_FACTORIES = {
     "ContactPatch": lambda world: {"first_name": "Mallory", "unsubscribed": True},
     "AssignIn": lambda world: {"pipeline_id": world["pipeline_id"]},
     "TaskPatch": lambda world: {"status": "done"},
+    "DealIn": lambda world: {"name": "Mallory's deal", "contact_ids": []},
+    "DealPatch": lambda world: {"stage": "lost", "contact_ids": []},
     # Team A's pipeline tried for team A's contact: both unknown to team B.
     "PreviewIn": lambda world: {"contact_id": world["contact_id"]},
     "SimulateIn": lambda world: {"contact_id": world["contact_id"], "failures": [{"step_number": 1}]},

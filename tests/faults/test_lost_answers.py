@@ -104,7 +104,7 @@ def test_a_task_write_that_fails_or_loses_its_answer_is_retried_and_makes_one_ta
     Processor(settings).tick()
 
     assert the_run(contact).status == "completed"
-    assert len(tasks.list_tasks(TEAM, contact_id=contact.contact_id)[0]) == 1
+    assert len(tasks.list_tasks(TEAM, record=("contact", contact.contact_id))[0]) == 1
 
 
 def kill_then_reclaim(settings, frozen_clock, injector, fault):

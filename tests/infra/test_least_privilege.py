@@ -60,7 +60,7 @@ def _target(resource):
 def test_the_processor_is_granted_exactly_what_it_calls(resources):
     assert grants(resources, "ProcessorFunction") == {
         ("dynamodb:Query", "RunsTable/index/due"), ("dynamodb:GetItem", "RunsTable"), ("dynamodb:UpdateItem", "RunsTable"),
-        ("dynamodb:BatchGetItem", "ContactsTable"),
+        ("dynamodb:BatchGetItem", "ContactsTable"), ("dynamodb:BatchGetItem", "DealsTable"),
         ("dynamodb:GetItem", "PipelinesTable"), ("dynamodb:BatchGetItem", "PipelinesTable"),
         ("dynamodb:UpdateItem", "PipelinesTable"),
         ("dynamodb:GetItem", "TasksTable"), ("dynamodb:PutItem", "TasksTable"),

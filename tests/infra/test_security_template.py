@@ -29,8 +29,10 @@ def test_every_asynchronously_invoked_function_has_somewhere_to_fail_to(resource
     for name in ("ProcessorFunction", "SesEventsFunction"):
         target = resources[name]["Properties"]["DeadLetterConfig"]["TargetArn"]
         assert resources[target["Fn::GetAtt"].split(".")[0]]["Type"] == "AWS::SQS::Queue", name
-    (mapping,) = of_type(resources, "AWS::Lambda::EventSourceMapping").values()
-    assert "OnFailure" in mapping["Properties"]["DestinationConfig"]
+    mappings = of_type(resources, "AWS::Lambda::EventSourceMapping").values()
+    assert len(mappings) == 2  # the contacts and deals streams
+    for mapping in mappings:
+        assert "OnFailure" in mapping["Properties"]["DestinationConfig"]
 
 
 def test_every_checkov_suppression_says_why(resources):

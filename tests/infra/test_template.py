@@ -6,20 +6,32 @@ def of_type(resources, kind):
     return {k: v for k, v in resources.items() if v["Type"] == kind}
 
 
+RECORD_TABLES = ("ContactsTable", "DealsTable")  # one per model type (README, "Model types")
+
+
 def test_stream_mapping_reports_partial_failures_and_ends_in_a_queue(resources):
-    (mapping,) = of_type(resources, "AWS::Lambda::EventSourceMapping").values()
-    props = mapping["Properties"]
+    mappings = of_type(resources, "AWS::Lambda::EventSourceMapping").values()
+    by_stream = {m["Properties"]["EventSourceArn"]["Fn::GetAtt"]: m["Properties"] for m in mappings}
+    assert set(by_stream) == {f"{table}.StreamArn" for table in RECORD_TABLES}
+    props = by_stream["ContactsTable.StreamArn"]
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert props["BisectBatchOnFunctionError"] is True
     assert 0 < props["MaximumRetryAttempts"] <= 10
     assert 60 <= props["MaximumRecordAgeInSeconds"] <= 86400
     assert props["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": "EnrollmentFailureQueue.Arn"}
-    assert props["EventSourceArn"] == {"Fn::GetAtt": "ContactsTable.StreamArn"}
+    assert props["FunctionName"] == {"Ref": "EnrollmentFunction"}
 
 
-def test_contacts_table_streams_both_images(resources):
-    spec = resources["ContactsTable"]["Properties"]["StreamSpecification"]
-    assert spec["StreamViewType"] == "NEW_AND_OLD_IMAGES"
+def test_every_record_stream_is_read_with_the_contacts_streams_settings(resources):
+    mappings = [m["Properties"] for m in of_type(resources, "AWS::Lambda::EventSourceMapping").values()]
+    settings = [{k: v for k, v in props.items() if k != "EventSourceArn"} for props in mappings]
+    assert len(settings) == len(RECORD_TABLES) and all(s == settings[0] for s in settings)
+
+
+def test_record_tables_stream_both_images(resources):
+    for table in RECORD_TABLES:
+        spec = resources[table]["Properties"]["StreamSpecification"]
+        assert spec["StreamViewType"] == "NEW_AND_OLD_IMAGES", table
 
 
 def test_runs_table_has_the_sharded_due_index(resources):
@@ -45,12 +57,12 @@ def test_processor_fires_every_minute(resources):
     assert schedules == ["rate(1 minute)"]
 
 
-def test_stream_read_rights_name_the_contacts_stream_only(resources):
+def test_stream_read_rights_name_the_record_streams_only(resources):
     role = resources["EnrollmentFunctionRole"]["Properties"]
     assert not any("DynamoDBExecutionRole" in json.dumps(arn) for arn in role["ManagedPolicyArns"])
     statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
     (stream,) = [s for s in statements if "dynamodb:GetRecords" in s["Action"]]
-    assert stream["Resource"] == {"Fn::GetAtt": "ContactsTable.StreamArn"}
+    assert stream["Resource"] == [{"Fn::GetAtt": f"{table}.StreamArn"} for table in RECORD_TABLES]
 
 
 # Actions IAM cannot scope to a resource: "*" is their only valid form.
@@ -106,3 +118,13 @@ def test_the_processor_starts_workers_asynchronously_and_only_it_may(resources):
     assert config["MaximumRetryAttempts"] == 0
     assert int(env["SHARD_LEASE_SECONDS"]) >= worker["Timeout"] + config["MaximumEventAgeInSeconds"]
     assert config["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": "ProcessorWorkerFailureQueue.Arn"}
+
+
+def test_the_local_stack_finds_every_record_stream_in_the_template():
+    """It starts one stream poller per event source (dripline_local.stack), configured from it."""
+    from dripline_local.resources import TABLE_SETTINGS
+    from dripline_local.template import stream_event_sources
+
+    sources = stream_event_sources()
+    assert set(sources) == set(RECORD_TABLES) and set(RECORD_TABLES) <= set(TABLE_SETTINGS)
+    assert sources["DealsTable"]["BatchSize"] == sources["ContactsTable"]["BatchSize"]

@@ -89,7 +89,7 @@ def test_three_step_pipeline_runs_to_completion_over_simulated_days(aws, stream,
     text = welcome.get_body(("plain",)).get_content()
     assert text.startswith("Hi Ada, welcome!")
     assert welcome["List-Unsubscribe"].startswith("<http") and welcome["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    task_list, _ = tasks.list_tasks(TEAM, contact_id=ada.contact_id)
+    task_list, _ = tasks.list_tasks(TEAM, record=("contact", ada.contact_id))
     (task,) = task_list
     assert (task.title, task.description, task.assignee, task.status) == ("Intro call", "Call ada@example.com", "sales", "open")
     summary = stats.read(TEAM, pipeline.pipeline_id, [(1, "send_email"), (2, "create_task"), (3, "send_email")])
@@ -455,7 +455,7 @@ def test_task_from_an_empty_message_gets_a_default_title(aws, stream, settings):
     Processor(settings).tick()
 
     assert the_run(contact).status == "completed"
-    (task,), _ = tasks.list_tasks(TEAM, contact_id=contact.contact_id)
+    (task,), _ = tasks.list_tasks(TEAM, record=("contact", contact.contact_id))
     assert task.title == "Follow up"
 
 

@@ -105,6 +105,7 @@ class PipelineSpec:
 # record's free-form fields, which may be missing at render.
 TEMPLATE_FIELDS: dict[str, tuple[str, ...]] = {
     "contact": ("id", "email", "first_name", "last_name", "timezone", "attributes"),
+    "deal": ("id", "name", "value", "stage", "owner_email", "contact_ids", "attributes"),
     "pipeline": ("name",),
 }
 
@@ -131,6 +132,31 @@ class ContactView:
             "first_name": self.first_name or "",
             "last_name": self.last_name or "",
             "timezone": self.timezone or "",
+            "attributes": dict(self.attributes),
+        }
+
+
+@dataclass(frozen=True)
+class DealView:
+    """What actions and templates may see of a deal."""
+
+    team_id: str
+    deal_id: str
+    name: str
+    value: int | float | None = None
+    stage: str | None = None
+    owner_email: str | None = None
+    contact_ids: tuple[str, ...] = ()
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    def template_context(self) -> dict[str, Any]:
+        return {
+            "id": self.deal_id,
+            "name": self.name,
+            "value": self.value,
+            "stage": self.stage or "",
+            "owner_email": self.owner_email or "",
+            "contact_ids": list(self.contact_ids),
             "attributes": dict(self.attributes),
         }
 

@@ -20,6 +20,7 @@ from dripline import clock, observability
 from dripline.email_tags import team_of
 from dripline.errors import NotFound
 from dripline.observability import logger
+from dripline import records
 from dripline.storage import contacts, deliveries, messages, runs, stats, suppressions
 
 # SES eventType -> the Stats `emails` counter it adds to.
@@ -55,7 +56,7 @@ def handle(detail: dict[str, Any]) -> EmailEventReport:
         return _record_send(run, mail, message_id, step_number)
     # Suppress first: it is idempotent, so a retry after any failure below still gets
     # there, whereas an event recorded first would make the retry a "duplicate".
-    suppressed = _suppresses(detail, event_type) and _suppress(run.team_id, run.pipelineable_id, mail, event_type)
+    suppressed = _suppresses(detail, event_type) and _suppress(run.team_id, _contact_of(run, mail), mail, event_type)
     if not _log(run, mail, message_id, step_number, COUNTERS[event_type], _occurred_at(detail, event_type)):
         return EmailEventReport("duplicate", suppressed)
     stats.email_event(run.team_id, run.pipeline_id, COUNTERS[event_type])
@@ -72,11 +73,23 @@ def _record_send(run, mail: dict[str, Any], message_id: str, step_number: int | 
     return EmailEventReport("recorded")
 
 
+def _contact_of(run, mail: dict[str, Any]) -> str | None:
+    """The contact the email went to: its `contact` tag (a deal's contacts), else the run's
+    contact; None for an email to no contact (a deal's owner)."""
+    tagged = (mail.get("tags") or {}).get("contact") or []
+    if tagged:
+        return str(tagged[0])
+    return run.pipelineable_id if run.pipelineable_type == records.CONTACT.name else None
+
+
 def _log(run, mail: dict[str, Any], message_id: str, step_number: int | None, event: str, occurred_at: datetime) -> bool:
-    """Record the event in the contact's delivery log; False if it was recorded before."""
+    """Record the event in the recipient contact's delivery log; False if it was recorded before.
+
+    An email to no contact (a deal's owner) is logged under `<type>#<id>` of the run's
+    record: it still needs the log item that makes a redelivered event count once."""
     return messages.record(
         run.team_id,
-        contact_id=run.pipelineable_id,
+        contact_id=_contact_of(run, mail) or f"{run.pipelineable_type}#{run.pipelineable_id}",
         pipeline_id=run.pipeline_id,
         run_id=run.run_id,
         step_number=step_number,
@@ -95,12 +108,13 @@ def _suppresses(detail: dict[str, Any], event_type: str) -> bool:
     return event_type == "Bounce" and (detail.get("bounce") or {}).get("bounceType") == "Permanent"
 
 
-def _suppress(team_id: str, contact_id: str, mail: dict[str, Any], event_type: str) -> bool:
-    """The address the email went to joins the suppression list; its contact unsubscribes."""
+def _suppress(team_id: str, contact_id: str | None, mail: dict[str, Any], event_type: str) -> bool:
+    """The address the email went to joins the suppression list; its contact (if it went to
+    one: not a deal's owner) unsubscribes. Whether a contact was unsubscribed now."""
     reason = "complaint" if event_type == "Complaint" else "bounce"
     for address in mail.get("destination") or []:
         suppressions.suppress(team_id, address, reason, clock.now(), contact_id)
-    return _unsubscribe(team_id, contact_id)
+    return contact_id is not None and _unsubscribe(team_id, contact_id)
 
 
 def _unsubscribe(team_id: str, contact_id: str) -> bool:

@@ -41,9 +41,11 @@ class Recipient:
     attributes: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, contact: ContactView) -> "Recipient":
-        """The contact's `timezone`, else UTC (an unknown zone name counts as none)."""
-        return cls(resolve_zone(contact.timezone), dict(contact.attributes))
+    def of(cls, record: ContactView | Any) -> "Recipient":
+        """The record's `timezone`, else UTC (an unknown zone name, or a record type with
+        no zone such as a deal, counts as none); its attributes. Takes a ContactView or a
+        dripline.records.Record."""
+        return cls(resolve_zone(record.timezone), dict(record.attributes))
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,12 @@
-"""Enrollment: contact changes (stream records) become run creations, cancellations and exits.
+"""Enrollment: record changes (stream records) become run creations, cancellations and exits.
 
-Each record is reconciled against the contact's current state, so a record delivered
-late, twice, or after a newer one cannot resurrect what a later change undid. Records
-are handled within an EnrollmentBatch: pipeline heads and the automatic list are read
-once per batch, a contact's runs once per record, and the stats counters are written
-once per pipeline at the end of the batch.
+One function serves every record type's stream (contacts, deals: dripline.records): a
+stream record's Keys say its type, and nothing here depends on which it is. Each record
+is reconciled against the record's current state, so a record delivered late, twice, or
+after a newer one cannot resurrect what a later change undid. Records are handled within
+an EnrollmentBatch: pipeline heads and the automatic list are read once per batch, a
+record's runs once per stream record, and the stats counters are written once per
+pipeline at the end of the batch.
 """
 from __future__ import annotations
 
@@ -13,20 +15,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from dripline import clock, engine, exits, observability
+from dripline import clock, engine, exits, observability, records
 from dripline.domain import ACTIVE_STATUSES, Source
 from dripline.errors import Conflict, NotFound
 from dripline.observability import MetricUnit, logger, metrics
+from dripline.records import Record
 from dripline.settings import Settings
-from dripline.storage import contacts, pipelines, runs, stats
+from dripline.storage import pipelines, runs, stats
 from dripline.storage.models import Contact, PipelineRun
 
-CONTACT = "contact"
 INSERT_KEY = "insert"
 
 
 def assignment_key(contact_updated_at: datetime) -> str:
-    """The cause of a manual assignment made by the contact write at `contact_updated_at`.
+    """The cause of a manual assignment made by the record write at `contact_updated_at`.
 
     The API (assigning synchronously) and the stream (seeing the same write) derive the
     same key, so the two paths create one run between them.
@@ -62,53 +64,54 @@ class EnrollmentBatch:
         self.tally.flush()
 
     def handle(self, record) -> "EnrollmentReport":
-        """One contacts-table stream record (a Powertools DynamoDBRecord)."""
+        """One stream record of any record type's table (a Powertools DynamoDBRecord)."""
         return handle_stream_record(record, self)
 
 
-def on_insert(new: Contact, batch: EnrollmentBatch) -> EnrollmentReport:
-    """A new contact: every automatic pipeline of its team plus its manual pipeline_ids."""
+def on_insert(new: Record, batch: EnrollmentBatch) -> EnrollmentReport:
+    """A new record: every automatic pipeline of its team and type plus its manual pipeline_ids."""
     report = EnrollmentReport()
-    current = contacts.find_contact(new.team_id, new.contact_id)
-    if current is None or current.unsubscribed:
+    current = records.load(new.team_id, new.type, new.id)
+    if current is None or current.stopped:
         return report  # deleted or unsubscribed since: enrolling now would only be undone
     # The manual set as it is now: one removed since this record was written gets no run.
-    manual = [p for p in dict.fromkeys(new.pipeline_ids or []) if p in set(current.pipeline_ids or [])]
-    automatic = batch.pipelines.automatic_ids(new.team_id, CONTACT)
+    manual = [p for p in dict.fromkeys(new.pipeline_ids) if p in set(current.pipeline_ids)]
+    automatic = batch.pipelines.automatic_ids(new.team_id, new.type)
     wanted = [(p, Source.MANUAL if p in manual else Source.AUTOMATIC) for p in dict.fromkeys(manual + automatic)]
-    results = _enroll_all(new, wanted, INSERT_KEY, batch, report)
-    # A contact created already meeting a pipeline's exit condition leaves it at once.
-    report.exited += end_converted_runs(CONTACT, contacts.view(current), [r.run for r in results if r is not None], batch.tally)
+    results = _enroll_all(current, wanted, INSERT_KEY, batch, report)
+    # A record created already meeting a pipeline's exit condition leaves it at once.
+    report.exited += end_converted_runs(current.type, current.view, [r.run for r in results if r is not None], batch.tally)
     return report
 
 
-def on_modify(old: Contact, new: Contact, batch: EnrollmentBatch) -> EnrollmentReport:
+def on_modify(old: Record, new: Record, batch: EnrollmentBatch) -> EnrollmentReport:
     """Added pipeline_ids get runs, removed ones lose theirs; unsubscribing cancels all.
     A change of fields or attributes ends the runs whose exit condition now holds."""
     report = EnrollmentReport()
     now = clock.now()
-    current = contacts.find_contact(new.team_id, new.contact_id)
+    current = records.load(new.team_id, new.type, new.id)
     if current is None:
         return report  # deleted: its REMOVE record cancels the runs
-    if current.unsubscribed:
-        report.cancelled += runs.cancel_active_runs(new.team_id, CONTACT, new.contact_id, now, "unsubscribed", tally=batch.tally)
+    if current.stopped:
+        report.cancelled += runs.cancel_active_runs(new.team_id, new.type, new.id, now, "unsubscribed", tally=batch.tally)
         return report
-    before, after, wanted = set(old.pipeline_ids or []), set(new.pipeline_ids or []), set(current.pipeline_ids or [])
+    before, after, wanted = set(old.pipeline_ids), set(new.pipeline_ids), set(current.pipeline_ids)
     removed = (before - after) - wanted
     if removed:
         report.cancelled += runs.cancel_active_runs(
-            new.team_id, CONTACT, new.contact_id, now, "removed_from_contact", pipeline_ids=removed, tally=batch.tally
+            new.team_id, new.type, new.id, now, f"removed_from_{new.type}", pipeline_ids=removed, tally=batch.tally
         )
-    added = [(p, Source.MANUAL) for p in (new.pipeline_ids or []) if p not in before and p in wanted]
-    results = _enroll_all(new, added, assignment_key(new.updated_at), batch, report)
-    if any(r is not None for r in results) or _record(old) != _record(new):  # else no condition can have changed: no runs query
-        candidates = runs.runs_of(new.team_id, CONTACT, new.contact_id)
-        report.exited += end_converted_runs(CONTACT, contacts.view(current), candidates, batch.tally)
+    added = [(p, Source.MANUAL) for p in new.pipeline_ids if p not in before and p in wanted]
+    results = _enroll_all(current, added, assignment_key(new.updated_at), batch, report)
+    if any(r is not None for r in results) or _conditioned(old) != _conditioned(new):  # else no condition can have changed: no runs query
+        candidates = runs.runs_of(new.team_id, new.type, new.id)
+        report.exited += end_converted_runs(current.type, current.view, candidates, batch.tally)
     return report
 
 
-def _record(contact: Contact) -> dict[str, Any]:
-    return exits.record_of(CONTACT, contacts.view(contact))
+def _conditioned(record: Record) -> dict[str, Any]:
+    """What an exit condition can see of the record."""
+    return exits.record_of(record.type, record.view)
 
 
 def end_converted_runs(pipelineable_type: str, view: Any, candidates: Iterable[PipelineRun], tally: stats.Tally) -> int:
@@ -136,8 +139,8 @@ def end_converted_runs(pipelineable_type: str, view: Any, candidates: Iterable[P
     return ended
 
 
-def on_remove(old: Contact, batch: EnrollmentBatch) -> EnrollmentReport:
-    cancelled = runs.cancel_active_runs(old.team_id, CONTACT, old.contact_id, clock.now(), "contact_deleted", tally=batch.tally)
+def on_remove(old: Record, batch: EnrollmentBatch) -> EnrollmentReport:
+    cancelled = runs.cancel_active_runs(old.team_id, old.type, old.id, clock.now(), f"{old.type}_deleted", tally=batch.tally)
     return EnrollmentReport(cancelled=cancelled)
 
 
@@ -148,7 +151,8 @@ def assign(contact: Contact, pipeline_id: str, settings: Settings) -> PipelineRu
     """
     report = EnrollmentReport()
     with EnrollmentBatch(settings) as batch:
-        (result,) = _enroll_all(contact, [(pipeline_id, Source.MANUAL)], assignment_key(contact.updated_at), batch, report)
+        record = records.CONTACT.wrap(contact)
+        (result,) = _enroll_all(record, [(pipeline_id, Source.MANUAL)], assignment_key(contact.updated_at), batch, report)
     if result is None:
         raise NotFound(f"pipeline {pipeline_id} not found")
     if not result.created and result.reason == "active":
@@ -157,28 +161,28 @@ def assign(contact: Contact, pipeline_id: str, settings: Settings) -> PipelineRu
 
 
 def _enroll_all(
-    contact: Contact, wanted: list[tuple[str, Source]], key: str, batch: EnrollmentBatch, report: EnrollmentReport
+    record: Record, wanted: list[tuple[str, Source]], key: str, batch: EnrollmentBatch, report: EnrollmentReport
 ) -> list[runs.EnrollResult | None]:
-    """Enroll the contact in each wanted pipeline, reading its runs once for all of them."""
+    """Enroll the record in each wanted pipeline (of its type), reading its runs once for all of them."""
     existing: list[PipelineRun] | None = None
     results: list[runs.EnrollResult | None] = []
     for pipeline_id, source in wanted:
-        spec = batch.pipelines.active_pipeline(contact.team_id, pipeline_id)
-        if spec is None or spec.model_type != CONTACT:
-            logger.warning("pipeline not enrollable", extra={"pipeline_id": pipeline_id, "contact_id": contact.contact_id})
+        spec = batch.pipelines.active_pipeline(record.team_id, pipeline_id)
+        if spec is None or spec.model_type != record.type:
+            logger.warning("pipeline not enrollable", extra={"pipeline_id": pipeline_id, "pipelineable_type": record.type, "pipelineable_id": record.id})
             report.skipped.append(pipeline_id)
             results.append(None)
             continue
         if existing is None:
-            existing = runs.runs_of(contact.team_id, CONTACT, contact.contact_id)
+            existing = runs.runs_of(record.team_id, record.type, record.id)
         now = clock.now()
         result = runs.create_run(
             pipeline=spec,
-            pipelineable_type=CONTACT,
-            pipelineable_id=contact.contact_id,
+            pipelineable_type=record.type,
+            pipelineable_id=record.id,
             source=source,
             enrollment_key=key,
-            schedule=engine.enroll(spec, now, engine.Recipient.of(contacts.view(contact))),
+            schedule=engine.enroll(spec, now, engine.Recipient.of(record)),
             now=now,
             due_shards=batch.settings.due_shards,
             tally=batch.tally,
@@ -197,18 +201,19 @@ def _enroll_all(
 
 
 def handle_stream_record(record, batch: EnrollmentBatch) -> EnrollmentReport:
-    """One contacts-table stream record (a Powertools DynamoDBRecord)."""
+    """One stream record (a Powertools DynamoDBRecord) of any record type's table."""
     change = record.dynamodb
     name = record.event_name.name if record.event_name else None
     if name not in ("INSERT", "MODIFY", "REMOVE"):
         raise ValueError(f"unexpected stream event {record.event_name!r}")
-    new = contacts.contact_from_stream_image(change.raw_event["NewImage"]) if name != "REMOVE" else None
-    old = contacts.contact_from_stream_image(change.raw_event["OldImage"]) if name != "INSERT" else None
+    kind = records.type_of_keys(change.raw_event.get("Keys") or {})
+    new = records.from_stream_image(kind, change.raw_event["NewImage"]) if name != "REMOVE" else None
+    old = records.from_stream_image(kind, change.raw_event["OldImage"]) if name != "INSERT" else None
     subject = new or old
-    # The cause: the request that wrote this version of the contact; a deletion stores none
+    # The cause: the request that wrote this version of the record; a deletion stores none
     # (a DeleteItem writes no attribute), so its record's own id stands in.
     cause = (new.correlation_id if new is not None else None) or record.event_id
-    with observability.scope(correlation_id=cause, team_id=subject.team_id, contact_id=subject.contact_id):
+    with observability.scope(correlation_id=cause, team_id=subject.team_id, **{f"{kind.name}_id": subject.id}):
         if new is not None and old is None:
             report = on_insert(new, batch)
         elif new is not None:
@@ -220,6 +225,7 @@ def handle_stream_record(record, batch: EnrollmentBatch) -> EnrollmentReport:
             # Not "created": that name is reserved by logging.LogRecord.
             extra={
                 "event": name,
+                "pipelineable_type": kind.name,
                 "run_ids": report.created,
                 "runs_cancelled": report.cancelled,
                 "runs_exited": report.exited,

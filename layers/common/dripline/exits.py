@@ -52,6 +52,7 @@ MAX_BYTES = 4096
 # A new model type adds its entry here and passes its records to `record_of`.
 RECORD_FIELDS: dict[str, tuple[str, ...]] = {
     "contact": ("email", "first_name", "last_name", "timezone"),
+    "deal": ("name", "value", "stage", "owner_email"),
 }
 
 OPERATORS = ("equals", "in", "exists")

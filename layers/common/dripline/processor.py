@@ -3,7 +3,7 @@
     due index (hint) --query shards in parallel--> candidates
     candidates, 100 at a time:
       candidate --conditional claim on the base table--> ClaimedRun (or lost: skip)
-      claimed runs' contacts --one BatchGetItem per team-->
+      claimed runs' records (contacts, deals) --one BatchGetItem per team and type-->
       ClaimedRun --action--> ActionResult --engine.after_step--> Decision
       Decision --conditional finish (holding the lease)--> run pending / completed / failed
     the tick's stats changes --one idempotent ADD per pipeline--> stats (stats.Tally)
@@ -25,20 +25,21 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, ParamValidationError
 from pynamodb.exceptions import PynamoDBException
 
-from dripline import actions, clock, delivery, engine, exits
+from dripline import actions, clock, delivery, engine, exits, records
 from dripline.actions import ActionContext, ActionError, email
-from dripline.domain import ClaimedRun, ContactView, Outcome, RunStatus
+from dripline.domain import ClaimedRun, Outcome, RunStatus
 from dripline.engine import ActionResult, DELIVERY_UNKNOWN
 from dripline.errors import NotFound
 from dripline import observability
 from dripline.observability import MetricUnit, logger, metrics
 from dripline.settings import DeliveryPolicy, Settings
-from dripline.storage import contacts, pipelines, runs, stats, suppressions
+from dripline.records import Record
+from dripline.storage import pipelines, runs, stats
 from dripline.storage.shards import backlog as shard_backlog, names as shard_names
 from dripline.storage.util import botocore_cause, is_transient
 
-# Runs claimed, then read (contacts: one BatchGetItem of at most 100 keys), then executed
-# together. Small enough that a contact read is seconds old, not a whole tick old.
+# Runs claimed, then read (their records: one BatchGetItem of at most 100 keys), then executed
+# together. Small enough that a record read is seconds old, not a whole tick old.
 CHUNK = 100
 
 RETRYABLE_ERROR_CODES = frozenset(
@@ -233,7 +234,7 @@ class Processor:
             for start in range(0, len(candidates), CHUNK):
                 taken = list(pool.map(claim, candidates[start : start + CHUNK]))
                 claimed = [c for c in taken if isinstance(c, ClaimedRun)]
-                people = self._contacts_of(claimed)
+                people = self._records_of(claimed)
                 done = iter(pool.map(lambda c: isolated(lambda: self._run(c, people, tally), c.run_id), claimed))
                 outcomes += [next(done) if isinstance(c, ClaimedRun) else c for c in taken]
         return outcomes
@@ -243,7 +244,7 @@ class Processor:
         own = tally is None
         tally = tally or stats.Tally()
         claimed = self._claim(candidate, tally)
-        outcome = claimed if isinstance(claimed, RunOutcome) else self._run(claimed, self._contacts_of([claimed]), tally)
+        outcome = claimed if isinstance(claimed, RunOutcome) else self._run(claimed, self._records_of([claimed]), tally)
         if own:
             tally.flush()
         return outcome
@@ -276,28 +277,24 @@ class Processor:
             tally.run_moved(claimed.team_id, claimed.pipeline_id, RunStatus.PENDING, RunStatus.RUNNING)
         return claimed
 
-    def _contacts_of(self, claimed: list[ClaimedRun]) -> dict[str, ContactView] | Exception:
-        """The claimed runs' contacts, by id, each marked if its address is suppressed: per
-        team, one BatchGetItem of contacts and one of their suppressions (100 keys a call).
-        The error instead when a read failed (every run then retries: nothing was attempted)."""
-        wanted: dict[str, list[str]] = {}
+    def _records_of(self, claimed: list[ClaimedRun]) -> dict[str, Record] | Exception:
+        """The claimed runs' records (contacts, deals ...) by run owner, per team and type one
+        BatchGetItem of records (and, for contacts, one of their addresses' suppressions:
+        dripline.records) per 100 keys; the error instead when a read failed (every run
+        then retries: nothing was attempted)."""
+        wanted: dict[tuple[str, str], list[str]] = {}
         for run in claimed:
-            wanted.setdefault(run.team_id, []).append(run.pipelineable_id)
-        found: dict[str, ContactView] = {}
+            wanted.setdefault((run.team_id, run.pipelineable_type), []).append(run.pipelineable_id)
+        found: dict[str, Record] = {}
         try:
-            for team_id, contact_ids in wanted.items():
-                people = contacts.find_contacts(team_id, contact_ids)
-                barred = suppressions.suppressed(team_id, [c.email for c in people.values()])
-                found.update({
-                    f"{team_id}#{k}": contacts.view(c, suppressed=contacts.normalised(c.email) in barred)
-                    for k, c in people.items()
-                })
+            for (team_id, type_name), ids in wanted.items():
+                found.update({r.owner: r for r in records.load_many(team_id, type_name, ids).values()})
         except Exception as exc:  # noqa: BLE001 - classified per run in _execute
-            logger.warning("contacts read failed", extra={"error": repr(exc)})
+            logger.warning("records read failed", extra={"error": repr(exc)})
             return exc
         return found
 
-    def _run(self, claimed: ClaimedRun, people: dict[str, ContactView] | Exception, tally: stats.Tally) -> RunOutcome:
+    def _run(self, claimed: ClaimedRun, people: dict[str, Record] | Exception, tally: stats.Tally) -> RunOutcome:
         """Execute a claimed run's step and record it. Returns what happened, for the report.
         Every line written meanwhile names the run, and its enrollment's correlation id."""
         with observability.scope(
@@ -305,12 +302,12 @@ class Processor:
             team_id=claimed.team_id,
             pipeline_id=claimed.pipeline_id,
             run_id=claimed.run_id,
-            contact_id=claimed.pipelineable_id,
+            **{f"{claimed.pipelineable_type}_id": claimed.pipelineable_id},
             step=claimed.step_number,
         ):
             return self._run_step(claimed, people, tally)
 
-    def _run_step(self, claimed: ClaimedRun, people: dict[str, ContactView] | Exception, tally: stats.Tally) -> RunOutcome:
+    def _run_step(self, claimed: ClaimedRun, people: dict[str, Record] | Exception, tally: stats.Tally) -> RunOutcome:
         recipient = self._recipient(claimed, people)
         result, pipeline = self._execute(claimed, people, recipient)
         executed_at = clock.now()
@@ -332,12 +329,12 @@ class Processor:
         return self._observe(claimed, result, decision, written, tally, step.action_type if step else "unknown")
 
     @staticmethod
-    def _recipient(claimed: ClaimedRun, people: dict[str, ContactView] | Exception) -> engine.Recipient:
-        """The zone and attributes the next step is planned with (UTC, none: no contact)."""
-        contact = None if isinstance(people, Exception) else people.get(f"{claimed.team_id}#{claimed.pipelineable_id}")
-        return engine.Recipient.of(contact) if contact is not None else engine.Recipient()
+    def _recipient(claimed: ClaimedRun, people: dict[str, Record] | Exception) -> engine.Recipient:
+        """The zone and attributes the next step is planned with (UTC, none: no record)."""
+        record = None if isinstance(people, Exception) else people.get(claimed.owner)
+        return engine.Recipient.of(record) if record is not None else engine.Recipient()
 
-    def _execute(self, claimed: ClaimedRun, people: dict[str, ContactView] | Exception, recipient: engine.Recipient):
+    def _execute(self, claimed: ClaimedRun, people: dict[str, Record] | Exception, recipient: engine.Recipient):
         """Run the claimed step's action; every failure becomes an ActionResult."""
         try:
             pipeline = pipelines.get_version(claimed.team_id, claimed.pipeline_id, claimed.pipeline_version)
@@ -360,11 +357,11 @@ class Processor:
                 return ActionResult.failed("lease_expired_too_often", retryable=False), pipeline
         if isinstance(people, Exception):  # the action was not attempted: a throttle or 5xx retries
             cause = botocore_cause(people)
-            return ActionResult.failed(f"contacts read: {type(cause).__name__}: {cause}", retryable=is_transient(people)), pipeline
-        contact = people.get(f"{claimed.team_id}#{claimed.pipelineable_id}")
-        if contact is None:
-            return ActionResult.stop("contact_deleted"), pipeline
-        exited = engine.exit_check(pipeline, exits.record_of(claimed.pipelineable_type, contact))
+            return ActionResult.failed(f"records read: {type(cause).__name__}: {cause}", retryable=is_transient(people)), pipeline
+        record = people.get(claimed.owner)
+        if record is None:
+            return ActionResult.stop(f"{claimed.pipelineable_type}_deleted"), pipeline
+        exited = engine.exit_check(pipeline, exits.record_of(claimed.pipelineable_type, record.view))
         if exited is not None:
             return exited, pipeline
         closed = engine.outside_window(step, clock.now(), recipient)
@@ -374,10 +371,11 @@ class Processor:
             run=claimed,
             pipeline=pipeline,
             step=step,
-            contact=contact,
+            contact=record.view if record.type == records.CONTACT.name else None,
             settings=self.settings,
             now=clock.now(),
             clients=self.clients,
+            record=record,
         )
         try:
             return action.execute(ctx), pipeline

@@ -28,6 +28,7 @@ class DeliveryPolicy(str, Enum):
 @dataclass(frozen=True)
 class Settings:
     contacts_table: str = "dripline-contacts"
+    deals_table: str = "dripline-deals"
     pipelines_table: str = "dripline-pipelines"
     runs_table: str = "dripline-runs"
     tasks_table: str = "dripline-tasks"
@@ -113,6 +114,7 @@ class Settings:
 
         return cls(
             contacts_table=text("CONTACTS_TABLE", defaults.contacts_table),
+            deals_table=text("DEALS_TABLE", defaults.deals_table),
             pipelines_table=text("PIPELINES_TABLE", defaults.pipelines_table),
             runs_table=text("RUNS_TABLE", defaults.runs_table),
             tasks_table=text("TASKS_TABLE", defaults.tasks_table),

@@ -21,7 +21,8 @@ every team shares. Two defences, each enough on its own for what it covers:
 
 3. **Known fields** (`check` only, when a pipeline is saved): a top-level field of a
    context object that it does not have (`contact.frist_name`) is a 422 naming it and
-   listing the known ones (dripline.domain.TEMPLATE_FIELDS, one list per record type).
+   listing the known ones (dripline.domain.TEMPLATE_FIELDS, one list per record type:
+   contact.* and deal.* each have their own).
    Free-form attributes may be missing at render: `contact.attributes.plan` (and any
    lookup below it) renders empty, `| default("free")` supplies a fallback, `{% if
    contact.attributes.plan %}` tests for it. Arithmetic on a missing value still fails.
@@ -49,6 +50,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from dripline.domain import TEMPLATE_FIELDS
 from dripline.errors import ValidationFailed
+from dripline.records import NAMES as RECORD_TYPE_NAMES
 
 MAX_OUTPUT = 1_000_000  # characters of rendered text
 MAX_VALUE = 1_000_000  # characters or items of any value a template builds
@@ -57,7 +59,10 @@ MAX_LOOP_ITEMS = 10_000  # loop iterations per render
 RENDER_SECONDS = 2.0
 MAX_SEPARATOR = 10
 
-CONTEXT_NAMES = frozenset(TEMPLATE_FIELDS) | {"unsubscribe_url"}
+# Every name some step's context offers: each record type's (dripline.records), the pipeline
+# and the contact's unsubscribe link. Which of them one step may use depends on its
+# pipeline's model type and its recipients: `check(..., names=records.template_names(...))`.
+CONTEXT_NAMES = frozenset({"pipeline", "unsubscribe_url", *RECORD_TYPE_NAMES})
 ALLOWED_NODES = (
     nodes.Template, nodes.Output, nodes.TemplateData, nodes.Const, nodes.Name, nodes.Getattr, nodes.Getitem,
     nodes.Slice, nodes.List, nodes.Tuple, nodes.If, nodes.For, nodes.CondExpr, nodes.And, nodes.Or, nodes.Not,
@@ -93,10 +98,11 @@ class RenderFailed(Exception):
 # --- the allowed language, checked -----------------------------------------------------
 
 
-def check(source: str, field: str = "message") -> None:
-    """Raise ValidationFailed (naming `field`) if `source` does not compile or leaves the language."""
+def check(source: str, field: str = "message", names: frozenset[str] = CONTEXT_NAMES) -> None:
+    """Raise ValidationFailed (naming `field`) if `source` does not compile, leaves the
+    language, or uses a context name outside `names`."""
     try:
-        _check_fields(_checked_tree(source))
+        _check_fields(_checked_tree(source, names))
     except TemplateSyntaxError as exc:
         raise ValidationFailed(field, f"template error on line {exc.lineno}: {exc.message}") from exc
     except TemplateRefused as exc:
@@ -105,9 +111,9 @@ def check(source: str, field: str = "message") -> None:
         raise ValidationFailed(field, "the template nests too deeply") from exc
 
 
-def _checked_tree(source: str) -> nodes.Template:
+def _checked_tree(source: str, names: frozenset[str] = CONTEXT_NAMES) -> nodes.Template:
     tree = _environment(False).parse(source)
-    allowed_names = CONTEXT_NAMES | _loop_names(tree) | {"loop"}
+    allowed_names = names | _loop_names(tree) | {"loop"}
     for node in tree.find_all(nodes.Node):
         _check_node(node, allowed_names)
     return tree
@@ -119,7 +125,9 @@ def _loop_names(tree: nodes.Template) -> set[str]:
 
 
 def _check_fields(tree: nodes.Template) -> None:
-    """Every `contact.x` / `contact['x']` (and the other context objects') names a known field."""
+    """Every `contact.x` / `contact['x']` (and `deal.x`, `pipeline.x`) names a known field of that
+    object: each record type's own list (the template's names were checked against the step's
+    record types before this, so `deal.x` on a contact pipeline never gets here)."""
     loop_names = _loop_names(tree)
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
         owner = node.node
@@ -143,7 +151,8 @@ def _check_node(node: nodes.Node, allowed_names: set[str] | frozenset[str]) -> N
     if not isinstance(node, ALLOWED_NODES):
         raise TemplateRefused(f"{type(node).__name__.lower()} is not allowed in templates {line}")
     if isinstance(node, nodes.Name) and node.ctx == "load" and node.name not in allowed_names:
-        raise TemplateRefused(f"unknown name {node.name!r}: use {', '.join(sorted(CONTEXT_NAMES))} {line}")
+        offered = sorted(n for n in allowed_names if n in CONTEXT_NAMES)
+        raise TemplateRefused(f"unknown name {node.name!r}: use {', '.join(offered)} {line}")
     if isinstance(node, nodes.Getattr):
         if node.attr.startswith("_"):
             raise TemplateRefused(f"the attribute {node.attr!r} is not allowed {line}")

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from dripline import records
 from dripline.domain import ClaimedRun, ContactView, PipelineSpec, Step
+from dripline.records import EmailRecipient, Record
 from dripline.engine import ActionResult
 from dripline.settings import Settings
 
@@ -37,17 +39,24 @@ class ActionContext:
     run: ClaimedRun
     pipeline: PipelineSpec
     step: Step
-    contact: ContactView
+    contact: ContactView | None  # the run's contact; None when the run is of another record type
     settings: Settings
     now: datetime
     clients: Any  # dripline.processor.Clients: lazily created AWS clients (None in a preview)
+    # The run's record, whatever its type (dripline.records); derived from `contact` when not given.
+    record: Record | None = None
     # An inert link instead of the contact's signed one: previews and test sends of a
     # sample contact (there is no contact to unsubscribe).
     unsubscribe_url: str | None = None
 
-    def template_context(self, **extra: Any) -> dict[str, Any]:
-        """What the step's templates see (names and fields: dripline.domain.TEMPLATE_FIELDS)."""
-        return {"contact": self.contact.template_context(), "pipeline": {"name": self.pipeline.name}, **extra}
+    def __post_init__(self) -> None:
+        if self.record is None and self.contact is not None:
+            object.__setattr__(self, "record", records.contact_record(self.contact))
+
+    def template_context(self, recipient: EmailRecipient | None = None, unsubscribe_url: str | None = None) -> dict[str, Any]:
+        """What the step's templates render with (dripline.records.template_context; names
+        and fields: dripline.domain.TEMPLATE_FIELDS)."""
+        return records.template_context(self.record, self.pipeline.name, recipient, unsubscribe_url)
 
 
 class Action(Protocol):

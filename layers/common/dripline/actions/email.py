@@ -25,10 +25,11 @@ from email.policy import compat32
 from email.utils import formatdate, make_msgid
 from typing import Any
 
-from dripline import templating, unsubscribe
+from dripline import records, templating, unsubscribe
 from dripline.actions import ActionContext, ActionError, register
-from dripline.domain import Step
-from dripline.email_tags import email_tags
+from dripline.records import EmailRecipient
+from dripline.domain import ContactView, Step
+from dripline.email_tags import email_tags, tag_value
 from dripline.engine import ActionResult
 from dripline.errors import ValidationFailed
 from dripline.keys import SecretUnavailable
@@ -55,41 +56,67 @@ class SendEmail:
             raise ValidationFailed("data.subject", "send_email needs a non-empty subject")
         if len(subject) > MAX_SUBJECT:
             raise ValidationFailed("data.subject", f"at most {MAX_SUBJECT} characters")
+        to = step.data.get("to")
+        if to is not None and not isinstance(to, str):
+            raise ValidationFailed("data.to", "must be a string")  # which values: per model type (dripline.records)
         if not step.message.strip():
             raise ValidationFailed("message", "send_email needs a message (the email's body)")
         templating.check(subject, "data.subject")
         templating.check(step.message, "message")
 
     def execute(self, ctx: ActionContext) -> ActionResult:
-        not_sent = _not_sent(ctx)
-        if not_sent is not None:
-            return not_sent
-        link = unsubscribe_link(ctx)
-        content = compose(ctx, link)
-        response = send(
-            ctx.clients.sesv2,
-            ctx.settings,
-            to=ctx.contact.email,
-            raw=mime_message(content, sender=ctx.settings.email_from, to=ctx.contact.email, link=link, now=ctx.now),
-            tags=email_tags(ctx.contact.team_id, ctx.pipeline.pipeline_id, ctx.run.run_id, ctx.step.step_number),
-        )
-        return ActionResult.succeeded(message_id=response["MessageId"], to=ctx.contact.email)
+        """One email to each recipient `data.to` names for the run's record (a contact: itself;
+        a deal: its `owner`, or its `contacts`, each with its own unsubscribe link).
+
+        Recipients are sent to in order and the first failure ends the step (classified
+        by the processor: a retry starts again from the first recipient; see README,
+        "Model types", for what that means for a deal's contacts)."""
+        target = records.get(ctx.record.type).target(ctx.step.data.get("to"))
+        if target is None:
+            raise ActionError(f"unknown_recipient: to={ctx.step.data.get('to')!r}", retryable=False)
+        recipients = target.recipients(ctx.record)
+        sent = [self._send(ctx, r) for r in recipients if _skip_reason(r) is None]
+        if not sent:  # the first recipient's reason (the only one's, on a contact pipeline)
+            return ActionResult.skipped(_skip_reason(recipients[0]) if recipients else "no_recipient")
+        if len(recipients) == 1:
+            return ActionResult.succeeded(message_id=sent[0], to=recipients[0].address)
+        return ActionResult.succeeded(message_id=sent[0], sent=len(sent), skipped=len(recipients) - len(sent))
+
+    def _send(self, ctx: ActionContext, recipient: EmailRecipient) -> str:
+        """Render and send one email; its SES message id."""
+        contact = recipient.contact
+        link = unsubscribe_link(ctx, contact) if contact is not None else None  # a deal's owner has none
+        content = compose(ctx, link, recipient)
+        tags = email_tags(ctx.record.team_id, ctx.pipeline.pipeline_id, ctx.run.run_id, ctx.step.step_number)
+        if contact is not None and ctx.record.type != records.CONTACT.name:
+            # whom a bounce or complaint suppresses when the run is not the contact's (dripline.email_events)
+            tags.append({"Name": "contact", "Value": tag_value(contact.contact_id)})
+        raw = mime_message(content, sender=ctx.settings.email_from, to=recipient.address, link=link, now=ctx.now)
+        return send(ctx.clients.sesv2, ctx.settings, to=recipient.address, raw=raw, tags=tags)["MessageId"]
 
     def preview(self, ctx: ActionContext) -> dict[str, str] | ActionResult:
-        """The subject and the two body parts `execute` would send now (dripline.simulation: preview, simulate)."""
+        """The subject and the two body parts `execute` would send now (dripline.simulation:
+        preview, simulate). Contact pipelines only: the API refuses a preview of any other
+        record type's pipeline (docs/API.md)."""
         not_sent = _not_sent(ctx)
         if not_sent is not None:
             return not_sent
         return asdict(compose(ctx, unsubscribe_link(ctx)))
 
 
-def _not_sent(ctx: ActionContext) -> ActionResult | None:
-    """The skip of a contact that is never emailed, or None."""
-    if ctx.contact.unsubscribed:
-        return ActionResult.skipped("unsubscribed")
-    if ctx.contact.suppressed:  # the address, whichever contact carries it now
-        return ActionResult.skipped(SUPPRESSED)
+def _skip_reason(recipient: EmailRecipient) -> str | None:
+    """Why no email goes to this recipient (an unsubscribed contact, a suppressed address), or None."""
+    if recipient.contact is not None and recipient.contact.unsubscribed:
+        return "unsubscribed"
+    if recipient.suppressed:  # the address, whichever contact (or owner) carries it now
+        return SUPPRESSED
     return None
+
+
+def _not_sent(ctx: ActionContext) -> ActionResult | None:
+    """The skip of a contact that is never emailed, or None (the same rule as execute's)."""
+    reason = _skip_reason(EmailRecipient(ctx.contact.email, ctx.contact, ctx.contact.suppressed))
+    return None if reason is None else ActionResult.skipped(reason)
 
 
 @dataclass(frozen=True)
@@ -101,11 +128,12 @@ class EmailContent:
     html: str  # the text/html part
 
 
-def unsubscribe_link(ctx: ActionContext) -> str:
-    """The contact's signed one-click link (issued today: ctx.now), or the context's inert one."""
+def unsubscribe_link(ctx: ActionContext, contact: ContactView | None = None) -> str:
+    """The contact's (default: the run's contact) signed one-click link (issued today:
+    ctx.now), or the context's inert one."""
     if ctx.unsubscribe_url is not None:
         return ctx.unsubscribe_url
-    contact, settings = ctx.contact, ctx.settings
+    contact, settings = contact or ctx.contact, ctx.settings
     try:
         key = settings.unsubscribe_secret
     except SecretUnavailable as exc:  # fail closed: no link, no email; a later attempt may read it
@@ -115,19 +143,22 @@ def unsubscribe_link(ctx: ActionContext) -> str:
     )
 
 
-def compose(ctx: ActionContext, link: str) -> EmailContent:
-    """The step's templates rendered for the contact, framed as sent (unsubscribe footer).
+def compose(ctx: ActionContext, link: str | None, recipient: EmailRecipient | None = None) -> EmailContent:
+    """The step's templates rendered for the recipient (default: the run's contact), framed as
+    sent (with an unsubscribe footer when the email goes to a contact: `link`).
 
     A message that renders empty (only whitespace) for this contact is not sent: the
     step fails with `empty_message` (a contact without the attributes a template tests
     for, a template of only a missing field).
     """
-    context = ctx.template_context(unsubscribe_url=link)
+    context = ctx.template_context(recipient, unsubscribe_url=link)
     subject = subject_line(templating.render_text(str(ctx.step.data["subject"]), context))
     text = templating.render_text(ctx.step.message, context)
     if not text.strip():
         raise ActionError(EMPTY_MESSAGE, retryable=False)
     html = templating.render_html(ctx.step.message, context)
+    if link is None:  # to no contact (a deal's owner): nothing to unsubscribe from
+        return EmailContent(subject=subject, text=f"{text}\n", html=f"<html><body><p>{html}</p></body></html>")
     return EmailContent(
         subject=subject,
         text=f"{text}\n\n--\nUnsubscribe: {link}\n",
@@ -135,7 +166,7 @@ def compose(ctx: ActionContext, link: str) -> EmailContent:
     )
 
 
-def mime_message(content: EmailContent, *, sender: str, to: str, link: str, now: datetime) -> bytes:
+def mime_message(content: EmailContent, *, sender: str, to: str, link: str | None, now: datetime) -> bytes:
     """The raw message: headers no contact value can add to, base64 bodies."""
     # Our own boundary: the generator would otherwise pick one and compile a regex per
     # message to check the body for it. The parts are base64, which has no "_".
@@ -145,8 +176,9 @@ def mime_message(content: EmailContent, *, sender: str, to: str, link: str, now:
     message["Subject"] = Header(content.subject, UTF8, header_name="Subject")
     message["Date"] = formatdate(now.timestamp(), usegmt=True)
     message["Message-ID"] = make_msgid(domain="dripline")
-    message["List-Unsubscribe"] = _header_value(f"<{link}>")
-    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    if link is not None:
+        message["List-Unsubscribe"] = _header_value(f"<{link}>")
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.attach(MIMEText(content.text, "plain", UTF8))
     message.attach(MIMEText(content.html, "html", UTF8))
     return message.as_bytes(policy=UNFOLDED)

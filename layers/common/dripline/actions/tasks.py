@@ -1,4 +1,4 @@
-"""create_task: a follow-up task for a person (title, description, assignee, due date)."""
+"""create_task: a follow-up task about the run's record, a contact or a deal (title, description, assignee, due date)."""
 from __future__ import annotations
 
 import uuid
@@ -40,13 +40,16 @@ class CreateTask:
 
     def execute(self, ctx: ActionContext) -> ActionResult:
         fields = self.preview(ctx)
+        record = ctx.record
         task_id = uuid.uuid5(uuid.NAMESPACE_URL, f"dripline:task:{ctx.run.run_id}:{ctx.step.step_number}").hex
         task, created = tasks.create_task(
             Task(
-                ctx.contact.team_id,
+                record.team_id,
                 task_id,
-                contact_key=f"{ctx.contact.team_id}#{ctx.contact.contact_id}",
-                contact_id=ctx.contact.contact_id,
+                contact_key=tasks.record_key(record.team_id, record.type, record.id),
+                contact_id=ctx.contact.contact_id if ctx.contact is not None else None,
+                pipelineable_type=record.type,
+                pipelineable_id=record.id,
                 run_id=ctx.run.run_id,
                 pipeline_id=ctx.pipeline.pipeline_id,
                 step_number=ctx.step.step_number,

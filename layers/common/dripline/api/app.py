@@ -22,7 +22,9 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, OpenA
 from dripline import actions, observability, runtime
 from dripline.api import errors, openapi
 from dripline.api.identity import PUBLIC_PREFIXES, is_public, team_from_event
-from dripline.api.routes import automatic, contacts, health, pipelines, runs, stats, suppressions, tasks, unsubscribe, webhooks
+from dripline.api.routes import (
+    automatic, contacts, deals, health, pipelines, runs, stats, suppressions, tasks, unsubscribe, webhooks,
+)
 
 MAX_BODY_BYTES = 256 * 1024
 # Nesting allowed in a JSON body (a step's data nests a few levels; nobody needs 64).
@@ -59,7 +61,7 @@ def build_resolver() -> APIGatewayHttpResolver:
         servers=[Server(url="/")],
         security_schemes={"bearerAuth": HTTPBearer(bearerFormat="JWT")},
     )
-    for module in (health, pipelines, automatic, contacts, suppressions, runs, tasks, stats, unsubscribe, webhooks):
+    for module in (health, pipelines, automatic, contacts, suppressions, deals, runs, tasks, stats, unsubscribe, webhooks):
         app.include_router(module.router)
 
     @app.get("/openapi.json", include_in_schema=False)

@@ -13,7 +13,9 @@ from functools import lru_cache
 from typing import Any, Literal
 from zoneinfo import available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, field_validator
+
+from dripline import records
 
 MAX_DELAY_SECONDS = 31_536_000  # one year
 MAX_MESSAGE_BYTES = 100 * 1024
@@ -83,6 +85,10 @@ def check_attributes(value: dict[str, Any]) -> dict[str, Any]:
         if isinstance(node, (int, float)) and not isinstance(node, bool) and not _storable_number(node):
             raise ValueError("numbers must have at most 38 digits and a magnitude within 1e-130..1e125")
         if isinstance(node, dict):
+            # DynamoDB refuses an empty attribute name at any depth (moto answered UpdateItem
+            # with a body botocore cannot parse: a 500 the fuzzer found).
+            if any(not key or len(key) > 128 for key in node):
+                raise ValueError("keys must be 1-128 characters at every level")
             for child in node.values():
                 walk(child, depth + 1)
         elif isinstance(node, list):
@@ -178,7 +184,9 @@ class StepIn(_Request):
 
 class PipelineIn(_Request):
     name: str = Field(min_length=1, max_length=MAX_NAME)
-    model_type: Literal["contact"] = "contact"
+    model_type: Literal[records.NAMES] = Field(  # type: ignore[valid-type]
+        "contact", description="The record type it runs on (README, \"Model types\"); fixed once created"
+    )
     automatic: StrictBool | None = Field(
         None,
         description="true also makes it an automatic pipeline of the team. On POST, absent means false; "
@@ -396,6 +404,88 @@ class ContactPage(BaseModel):
     next_token: str | None = None
 
 
+# --- deals ---------------------------------------------------------------------------------------
+
+MAX_STAGE = 100
+MAX_DEAL_CONTACTS = 50
+DealValue = StrictInt | StrictFloat
+
+
+def check_value(value: int | float | None) -> int | float | None:
+    if value is None:
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    if not _storable_number(value):
+        raise ValueError("must have at most 38 digits and a magnitude within 1e-130..1e125")
+    return value
+
+
+def check_name(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+def check_contact_ids(value: list[str]) -> list[str]:
+    if len(value) > MAX_DEAL_CONTACTS:
+        raise ValueError(f"at most {MAX_DEAL_CONTACTS} contacts")
+    if any(not c or len(c) > 100 for c in value):
+        raise ValueError("ids must be 1-100 characters")
+    return list(dict.fromkeys(value))
+
+
+class DealIn(_Request):
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+    value: DealValue | None = Field(None, description="The deal's amount (a number)", examples=[12000])
+    stage: str | None = Field(None, max_length=MAX_STAGE, examples=["proposal"])
+    owner_email: str | None = Field(None, **EMAIL_FIELD)  # type: ignore[arg-type]
+    contact_ids: list[str] = Field(
+        default_factory=list, description=f"Contacts of the team (422 otherwise), at most {MAX_DEAL_CONTACTS}"
+    )
+    attributes: dict[str, Any] = Field(default_factory=dict, description=f"Free-form, at most {MAX_ATTRIBUTES} keys")
+
+    _name = field_validator("name")(check_name)
+    _value = field_validator("value")(check_value)
+    _owner = field_validator("owner_email")(lambda v: None if v is None else check_email(v))
+    _contacts = field_validator("contact_ids")(check_contact_ids)
+    _attributes = field_validator("attributes")(check_attributes)
+
+
+class DealPatch(_Request):
+    """Any subset of the fields. `null` clears value, stage and owner_email (and only those)."""
+
+    name: str = Field(None, min_length=1, max_length=MAX_NAME)  # type: ignore[assignment]  # absent: unchanged; null: refused
+    value: DealValue | None = None
+    stage: str | None = Field(None, max_length=MAX_STAGE)
+    owner_email: str | None = Field(None, **EMAIL_FIELD)  # type: ignore[arg-type]
+    contact_ids: list[str] = Field(None, description="Replaces the deal's contacts (`[]` clears them)")  # type: ignore[assignment]
+    attributes: dict[str, Any] = Field(None, description="Replaces the whole attribute map (`{}` clears it)")  # type: ignore[assignment]
+
+    _name = field_validator("name")(check_name)
+    _value = field_validator("value")(check_value)
+    _owner = field_validator("owner_email")(lambda v: None if v is None else check_email(v))
+    _contacts = field_validator("contact_ids")(check_contact_ids)
+    _attributes = field_validator("attributes")(check_attributes)
+
+
+class DealOut(BaseModel):
+    deal_id: str
+    name: str
+    value: int | float | None
+    stage: str | None
+    owner_email: str | None
+    contact_ids: list[str]
+    attributes: dict[str, Any]
+    created_at: str = Timestamp
+    updated_at: str = Timestamp
+
+
+class DealPage(BaseModel):
+    items: list[DealOut]
+    next_token: str | None = None
+
+
 # --- suppressions -------------------------------------------------------------------------
 
 
@@ -507,7 +597,9 @@ TaskStatusName = Literal["open", "done"]
 
 class TaskOut(BaseModel):
     task_id: str
-    contact_id: str
+    contact_id: str | None = Field(description="The contact it is about; null for another record type's task")
+    pipelineable_type: str = Field(description="The type of the record it is about: `contact`, `deal`")
+    pipelineable_id: str
     run_id: str
     pipeline_id: str
     step_number: int

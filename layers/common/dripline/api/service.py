@@ -13,11 +13,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from dripline import actions, enrollment, simulation, templating
+from dripline import actions, enrollment, records, simulation, templating
 from dripline.actions import ActionContext, ActionError
 from dripline.actions import email as email_action
 from dripline.api.schemas import (
-    ContactIn, ContactPatch, PipelineIn, SampleContact, SimulateIn, SuppressionIn, TestSendIn, TryIn,
+    ContactIn, ContactPatch, DealIn, DealPatch, PipelineIn, SampleContact, SimulateIn, SuppressionIn, TestSendIn, TryIn,
 )
 from dripline.domain import ACTIVE_STATUSES, ContactView, PipelineSpec, Step
 from dripline.email_tags import tag_value
@@ -25,12 +25,15 @@ from dripline.errors import AddressTaken, Conflict, NotFound, ValidationFailed
 from dripline.exits import ExitCondition
 from dripline.observability import logger
 from dripline.settings import Settings
-from dripline.storage import contacts, messages, pipelines, runs, stats, suppressions
-from dripline.storage.models import Contact, MessageRecord, PipelineRun, Suppression
+from dripline.storage import contacts, deals, messages, pipelines, runs, stats, suppressions
+from dripline.storage.models import Contact, Deal, MessageRecord, PipelineRun, Suppression
 from dripline.wait_until import WaitUntil
 from dripline.windows import SendWindow
 
-CONTACT = "contact"
+CONTACT = records.CONTACT.name
+DEAL = records.DEAL.name
+# Data fields of a step that are templates (the message always is).
+TEMPLATED_DATA = ("subject", "title")
 # A pipeline version is one DynamoDB item (at most 400 KB); keep clear of the limit.
 MAX_STEPS_BYTES = 350_000
 
@@ -68,6 +71,7 @@ def validate_steps(body: PipelineIn) -> list[Step]:
         try:
             _checked(lambda: templating.check(step.message, "message"), "message")
             _checked(lambda: action.validate(step), "data")
+            _check_for_model_type(body.model_type, step)
         except ValidationFailed as exc:
             raise ValidationFailed(f"{where}.{exc.field}", exc.message) from exc
         steps.append(step)
@@ -75,6 +79,23 @@ def validate_steps(body: PipelineIn) -> list[Step]:
     if size > MAX_STEPS_BYTES:
         raise ValidationFailed("steps", f"too large once stored ({size} bytes; at most {MAX_STEPS_BYTES})")
     return steps
+
+
+def _check_for_model_type(model_type: str, step: Step) -> None:
+    """What depends on the record type: whom an email goes to (`data.to`), and the names
+    the templates may use (`deal` on a deal pipeline, `contact` only where each email goes
+    to a contact): a template naming another type's record could never render."""
+    kind = records.get(model_type)
+    target = None
+    if step.action_type == "send_email":
+        target = kind.target(step.data.get("to"))
+        if target is None:
+            choices = " or ".join(f"`{t.name}`" for t in kind.email_targets)
+            raise ValidationFailed("data.to", f"a {model_type} pipeline's email goes to {choices}")
+    allowed = records.template_names(model_type, target)
+    sources = [("message", step.message)] + [(f"data.{k}", step.data[k]) for k in TEMPLATED_DATA if isinstance(step.data.get(k), str)]
+    for field, source in sources:
+        _checked(lambda: templating.check(source, field, names=allowed), field)
 
 
 def _checked(check: Callable[[], None], field: str) -> None:
@@ -109,6 +130,9 @@ def create_pipeline(team_id: str, body: PipelineIn, now: datetime) -> pipelines.
 
 def update_pipeline(team_id: str, pipeline_id: str, body: PipelineIn, now: datetime) -> pipelines.Pipeline:
     current = pipelines.get_pipeline(team_id, pipeline_id)  # 404 before 422: the id is checked first
+    if body.model_type != current.spec.model_type:
+        # Its runs, automatic setting and templates all belong to one record type.
+        raise ValidationFailed("model_type", f"a pipeline keeps its model_type ({current.spec.model_type}); create a new one")
     steps, exit_when = validate_steps(body), validate_exit_when(body)
     if current.status != "active":
         raise Conflict(f"pipeline {pipeline_id} is archived")
@@ -230,16 +254,25 @@ def sample_contact(team_id: str, sample: SampleContact) -> ContactView:
     )
 
 
+def _contact_pipeline(team_id: str, pipeline_id: str, what: str) -> PipelineSpec:
+    """The pipeline's latest version; 422 unless it runs on contacts: preview, simulation and
+    test send render for a contact (or a sample one), not yet for a deal (docs/API.md)."""
+    spec = pipelines.get_pipeline(team_id, pipeline_id).spec
+    if spec.model_type != records.CONTACT.name:
+        raise ValidationFailed("model_type", f"{what} supports contact pipelines only; this is a {spec.model_type} pipeline")
+    return spec
+
+
 def preview(team_id: str, pipeline_id: str, body: TryIn, now: datetime, settings: Settings) -> tuple[PipelineSpec, list]:
     """Every step of the pipeline's latest version as this contact would get it if enrolled now."""
-    spec = pipelines.get_pipeline(team_id, pipeline_id).spec
+    spec = _contact_pipeline(team_id, pipeline_id, "preview")
     contact, link = _subject(team_id, body, settings)
     return spec, simulation.preview(spec, contact, now, settings, unsubscribe_url=link)
 
 
 def simulate(team_id: str, pipeline_id: str, body: SimulateIn, now: datetime, settings: Settings):
     """The whole timeline of a run enrolled now, with the injected failures, on a virtual clock."""
-    spec = pipelines.get_pipeline(team_id, pipeline_id).spec
+    spec = _contact_pipeline(team_id, pipeline_id, "simulation")
     for index, failure in enumerate(body.failures):
         if spec.step(failure.step_number) is None:
             raise ValidationFailed(f"failures[{index}].step_number", f"the pipeline has no step {failure.step_number}")
@@ -261,7 +294,7 @@ def test_send(
     unsubscribe the contact), it carries no `run` tag (SES's events for it count in no
     stats) and no run is created. Returns SES's answer and the subject sent.
     """
-    spec = pipelines.get_pipeline(team_id, pipeline_id).spec
+    spec = _contact_pipeline(team_id, pipeline_id, "test send")
     step = spec.step(step_number)
     if step is None:
         raise NotFound(f"pipeline {pipeline_id} has no step {step_number}")
@@ -439,6 +472,55 @@ def unassign(team_id: str, contact_id: str, run_id: str, now: datetime) -> None:
 
     if run.pipeline_id in (contacts.get_contact(team_id, contact_id).pipeline_ids or []):
         contacts.modify_contact(team_id, contact_id, drop, now)
+
+
+# --- deals -------------------------------------------------------------------------------------
+
+
+def _check_contacts(team_id: str, contact_ids: list[str], field: str) -> None:
+    """Every id names a contact of the team (one batch read)."""
+    found = contacts.find_contacts(team_id, contact_ids)
+    missing = [c for c in contact_ids if c not in found]
+    if missing:
+        raise ValidationFailed(field, f"{missing[0]} is not a contact of this team")
+
+
+def create_deal(team_id: str, body: DealIn, now: datetime) -> Deal:
+    """Write the deal; its stream INSERT enrolls it in the team's automatic deal pipelines."""
+    _check_contacts(team_id, body.contact_ids, "contact_ids")
+    return deals.create_deal(
+        Deal(
+            team_id,
+            uuid.uuid4().hex,
+            name=body.name,
+            value=body.value,
+            stage=body.stage,
+            owner_email=body.owner_email,
+            contact_ids=body.contact_ids,
+            attributes=body.attributes,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+
+
+def patch_deal(team_id: str, deal_id: str, body: DealPatch, now: datetime) -> Deal:
+    current = deals.get_deal(team_id, deal_id)  # 404 before 422
+    changes = body.model_dump(include=body.model_fields_set)
+    if "contact_ids" in changes:
+        _check_contacts(team_id, [c for c in changes["contact_ids"] if c not in set(current.contact_ids or [])], "contact_ids")
+    if not changes:
+        return current
+    return deals.modify_deal(team_id, deal_id, lambda _current: changes, now)
+
+
+def delete_deal(team_id: str, deal_id: str) -> None:
+    deals.delete_deal(team_id, deal_id)
+
+
+def deal_runs(team_id: str, deal_id: str) -> list[PipelineRun]:
+    deals.get_deal(team_id, deal_id)
+    return sorted(runs.runs_of(team_id, DEAL, deal_id), key=lambda r: (r.created_at, r.run_id))
 
 
 # --- suppressions ------------------------------------------------------------------------------

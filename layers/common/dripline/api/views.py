@@ -5,7 +5,7 @@ from typing import Any
 
 from dripline.api import schemas
 from dripline.clock import iso
-from dripline.storage.models import AutomaticPipeline, Contact, MessageRecord, PipelineRun, Suppression, Task
+from dripline.storage.models import AutomaticPipeline, Contact, Deal, MessageRecord, PipelineRun, Suppression, Task
 from dripline.storage import messages, runs
 from dripline.storage.pipelines import Pipeline
 from dripline.storage.util import plain
@@ -42,6 +42,20 @@ def contact(c: Contact) -> schemas.ContactOut:
         unsubscribed=bool(c.unsubscribed),
         created_at=iso(c.created_at),
         updated_at=iso(c.updated_at),
+    )
+
+
+def deal(d: Deal) -> schemas.DealOut:
+    return schemas.DealOut(
+        deal_id=d.deal_id,
+        name=d.name,
+        value=d.value,
+        stage=d.stage,
+        owner_email=d.owner_email,
+        contact_ids=list(d.contact_ids or []),
+        attributes=plain(d.attributes) or {},
+        created_at=iso(d.created_at),
+        updated_at=iso(d.updated_at),
     )
 
 
@@ -96,6 +110,9 @@ def task(t: Task) -> schemas.TaskOut:
     return schemas.TaskOut(
         task_id=t.task_id,
         contact_id=t.contact_id,
+        # Tasks written before deals existed name only their contact.
+        pipelineable_type=t.pipelineable_type or "contact",
+        pipelineable_id=t.pipelineable_id or t.contact_id,
         run_id=t.run_id,
         pipeline_id=t.pipeline_id,
         step_number=int(t.step_number),

@@ -5,13 +5,13 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
+from pynamodb.exceptions import DeleteError, DoesNotExist, PutError
 
 from dripline import observability
 from dripline.domain import ContactView
 from dripline.errors import AddressTaken, Conflict, NotFound
 from dripline.storage.models import AddressClaim, Contact
-from dripline.storage.util import is_condition_failure, plain
+from dripline.storage.util import delete_record, is_condition_failure, modify_record, plain
 
 # A claim whose contact is missing is taken over only once it is this old: younger, its
 # contact may still be on its way (claim written, contact write in flight).
@@ -84,17 +84,6 @@ def view(contact: Contact, *, suppressed: bool = False) -> ContactView:
 
 
 # --- writes and listings for the API ------------------------------------------------------------
-
-
-def next_stamp(previous: datetime | None, now: datetime) -> datetime:
-    """The updated_at of a new write: now, but always after the previous write.
-
-    A manual assignment's enrollment key is derived from updated_at, so two writes
-    must never share one (a fast or frozen clock would otherwise let them).
-    """
-    if previous is not None and now <= previous:
-        return previous + timedelta(milliseconds=1)
-    return now
 
 
 def find_by_email(team_id: str, email: str) -> Contact | None:
@@ -170,42 +159,15 @@ def create_contact(contact: Contact) -> Contact:
 def modify_contact(
     team_id: str, contact_id: str, change: Callable[[Contact], dict[str, Any]], now: datetime, *, attempts: int = 5
 ) -> Contact:
-    """Apply `change(current) -> {field: new value}` as one conditional update.
-
-    The update is conditioned on the contact's updated_at as read, so a concurrent
-    writer makes us read again and recompute rather than overwrite its change. A None
-    value removes the attribute. updated_at is always bumped (see next_stamp).
-    Raises NotFound for an unknown (or concurrently deleted) contact.
-    """
-    for _ in range(attempts):
-        current = get_contact(team_id, contact_id)
-        # The write's cause goes with it (the stream record's correlation id).
-        changes = {**change(current), "correlation_id": observability.correlation_id()}
-        actions = [
-            getattr(Contact, name).remove() if value is None else getattr(Contact, name).set(value)
-            for name, value in changes.items()
-        ]
-        actions.append(Contact.updated_at.set(next_stamp(current.updated_at, now)))
-        try:
-            current.update(actions=actions, condition=Contact.updated_at == current.updated_at)
-        except UpdateError as exc:
-            if not is_condition_failure(exc):
-                raise
-            continue  # changed or deleted since we read it: read again
-        return current
-    raise Conflict(f"contact {contact_id} is being changed concurrently; retry")
+    """Apply `change(current) -> {field: new value}` as one conditional update
+    (dripline.storage.util.modify_record). Raises NotFound for an unknown contact."""
+    return modify_record(lambda: get_contact(team_id, contact_id), change, now, what=f"contact {contact_id}", attempts=attempts)
 
 
 def delete_contact(team_id: str, contact_id: str) -> Contact:
     """Delete a contact (its stream REMOVE cancels its runs), then free its address;
     NotFound if unknown. A crash between the two leaves a claim that will be taken over."""
-    contact = get_contact(team_id, contact_id)
-    try:
-        contact.delete(condition=Contact.contact_id.exists())
-    except DeleteError as exc:
-        if is_condition_failure(exc):
-            raise NotFound(f"contact {contact_id} not found") from exc
-        raise
+    contact = delete_record(get_contact(team_id, contact_id), f"contact {contact_id}")
     release_address(team_id, contact.email, contact_id)
     return contact
 

@@ -66,6 +66,30 @@ class Contact(Model):
     updated_at = UTCDateTimeAttribute()
 
 
+# --- deals ----------------------------------------------------------------------------
+
+
+class Deal(Model):
+    """A sales opportunity of a team: the second pipelineable type. Its own table and
+    stream (README, "Model types"): the stream drives enrollment like the contacts'."""
+
+    class Meta(_Meta):
+        table_name = "dripline-deals"
+
+    team_id = UnicodeAttribute(hash_key=True)
+    deal_id = UnicodeAttribute(range_key=True)
+    name = UnicodeAttribute()
+    value = NumberAttribute(null=True)
+    stage = UnicodeAttribute(null=True)
+    owner_email = UnicodeAttribute(null=True)
+    # Contacts of the same team; a step with `to: contacts` emails each of them.
+    contact_ids = ListAttribute(of=UnicodeAttribute, default=list)
+    attributes = MapAttribute(default=dict)
+    correlation_id = UnicodeAttribute(null=True)  # as a contact's: the cause of this version
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+
+
 # --- pipelines, their versions, automatic settings and stats (one table) -------------------
 #
 # sk layout within a team's partition:
@@ -451,7 +475,9 @@ class ContactTasksIndex(GlobalSecondaryIndex):
         index_name = "by_contact"
         projection = AllProjection()
 
-    contact_key = UnicodeAttribute(hash_key=True)  # <team>#<contact_id>
+    # <team>#<contact_id> for a contact's tasks; <team>#<type>#<id> for another type's
+    # (dripline.storage.tasks.record_key): the tasks of one record, whatever its type.
+    contact_key = UnicodeAttribute(hash_key=True)
     created_at = UTCDateTimeAttribute(range_key=True)
 
 
@@ -462,7 +488,10 @@ class Task(Model):
     team_id = UnicodeAttribute(hash_key=True)
     task_id = UnicodeAttribute(range_key=True)
     contact_key = UnicodeAttribute()
-    contact_id = UnicodeAttribute()
+    contact_id = UnicodeAttribute(null=True)  # set for a contact's task
+    # The record the task is about; absent on tasks written before deals existed (contacts).
+    pipelineable_type = UnicodeAttribute(null=True)
+    pipelineable_id = UnicodeAttribute(null=True)
     run_id = UnicodeAttribute()
     pipeline_id = UnicodeAttribute()
     step_number = NumberAttribute()
@@ -478,6 +507,7 @@ class Task(Model):
 
 ALL_MODELS: dict[type[Model], str] = {
     Contact: "contacts_table",
+    Deal: "deals_table",
     PipelineHead: "pipelines_table",
     PipelineVersion: "pipelines_table",
     AutomaticPipeline: "pipelines_table",

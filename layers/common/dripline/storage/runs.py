@@ -540,7 +540,8 @@ def recount(team_id: str, pipeline_id: str) -> dict[str, int]:
 # the team) lets `get_run` read it directly: no index keyed by run id, so creating a run
 # writes one index entry fewer. The digest only has to be unique among one owner's runs.
 RUN_ID_DIGEST = 16
-_TYPE_LETTERS = {"contact": "c"}
+# One letter per record type (dripline.records.TYPES; tests/unit check that every type has one).
+_TYPE_LETTERS = {"contact": "c", "deal": "d"}
 _LETTER_TYPES = {letter: kind for kind, letter in _TYPE_LETTERS.items()}
 
 

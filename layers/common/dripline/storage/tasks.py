@@ -8,6 +8,14 @@ from dripline.storage.models import Task
 from dripline.storage.util import is_condition_failure
 
 
+def record_key(team_id: str, pipelineable_type: str, pipelineable_id: str) -> str:
+    """The tasks index key of one record: <team>#<contact_id> for a contact (as since the
+    start), <team>#<type>#<id> for another type (ids never hold "#", so they cannot collide)."""
+    if pipelineable_type == "contact":
+        return f"{team_id}#{pipelineable_id}"
+    return f"{team_id}#{pipelineable_type}#{pipelineable_id}"
+
+
 def create_task(task: Task) -> tuple[Task, bool]:
     """Idempotent on task_id: a repeated step finds its task instead of adding one."""
     try:
@@ -27,12 +35,18 @@ def get_task(team_id: str, task_id: str) -> Task:
 
 
 def list_tasks(
-    team_id: str, *, contact_id: str | None = None, status: str | None = None, limit: int = 50, start_key: dict | None = None
+    team_id: str,
+    *,
+    record: tuple[str, str] | None = None,
+    status: str | None = None,
+    limit: int = 50,
+    start_key: dict | None = None,
 ) -> tuple[list[Task], dict | None]:
+    """A page of the team's tasks, or of one record's (`record`: (pipelineable_type, id))."""
     condition = Task.status == status if status else None
-    if contact_id:
+    if record:
         result = Task.contact_index.query(
-            f"{team_id}#{contact_id}", filter_condition=condition, limit=limit, last_evaluated_key=start_key
+            record_key(team_id, *record), filter_condition=condition, limit=limit, last_evaluated_key=start_key
         )
     else:
         result = Task.query(team_id, filter_condition=condition, limit=limit, last_evaluated_key=start_key)
